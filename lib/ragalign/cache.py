@@ -1,0 +1,108 @@
+"""On-disk cache of expensive evaluations (LLM scores, generations, subset values).
+
+One SQLite file per namespace; each entry is keyed by a hash of everything that determines it
+(model, prompt, decoding settings) and stored with a checksum, so an interrupted stage resumes
+from what it finished and a corrupted entry is recomputed instead of trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ragalign.models import cache_dir
+
+
+def make_key(*parts: Any) -> str:
+    """A stable hash of JSON-serialisable parts."""
+    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _checksum(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:16]
+
+
+class Cache:
+    """A persistent key -> JSON value store with atomic batched writes."""
+
+    def __init__(self, namespace: str, root: str | Path | None = None):
+        root = Path(root) if root is not None else cache_dir()
+        root.mkdir(parents=True, exist_ok=True)
+        self.path = root / f"{namespace}.sqlite"
+        self.hits = 0
+        self.misses = 0
+        self._conn = self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.path, timeout=120)
+            conn.execute("CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, value TEXT, checksum TEXT)")
+            conn.execute("PRAGMA journal_mode=WAL")
+            return conn
+        except sqlite3.DatabaseError:
+            broken = self.path.with_suffix(".corrupt")
+            warnings.warn(f"cache file {self.path} is corrupt; moved to {broken} and starting afresh", stacklevel=2)
+            self.path.replace(broken)
+            return self._connect()
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
+        """Values of the keys that are present and intact."""
+        found: dict[str, Any] = {}
+        for start in range(0, len(keys), 500):
+            chunk = list(keys[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self._conn.execute(f"SELECT key, value, checksum FROM entries WHERE key IN ({marks})", chunk)
+            for key, value, checksum in rows:
+                if checksum != _checksum(value):
+                    warnings.warn(f"corrupt cache entry {key[:12]} in {self.path.name}; recomputing", stacklevel=2)
+                    continue
+                try:
+                    found[key] = json.loads(value)
+                except json.JSONDecodeError:
+                    continue
+        return found
+
+    def put_many(self, items: dict[str, Any]) -> None:
+        """Write entries in one transaction (all or nothing)."""
+        rows = []
+        for key, value in items.items():
+            blob = json.dumps(value, ensure_ascii=False)
+            rows.append((key, blob, _checksum(blob)))
+        with self._conn:
+            self._conn.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?, ?)", rows)
+
+    def map(
+        self,
+        keys: Sequence[str],
+        items: Sequence[Any],
+        compute: Callable[[list[Any]], list[Any]],
+        chunk_size: int = 64,
+    ) -> list[Any]:
+        """Values for ``items``: cached ones read, missing ones computed in chunks and stored."""
+        assert len(keys) == len(items)
+        found = self.get_many(keys)
+        todo = [i for i, key in enumerate(keys) if key not in found]
+        self.hits += len(keys) - len(todo)
+        self.misses += len(todo)
+        # Deduplicate identical work (same key) before computing.
+        unique: dict[str, int] = {}
+        for i in todo:
+            unique.setdefault(keys[i], i)
+        order = list(unique.values())
+        for start in range(0, len(order), chunk_size):
+            chunk = order[start : start + chunk_size]
+            values = compute([items[i] for i in chunk])
+            new = {keys[i]: v for i, v in zip(chunk, values, strict=True)}
+            self.put_many(new)
+            # Round-trip through JSON so fresh and cached values are bit-identical.
+            found.update(json.loads(json.dumps(new)))
+        return [found[key] for key in keys]
+
+    def __len__(self) -> int:
+        return self._conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0]

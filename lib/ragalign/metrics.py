@@ -1,0 +1,66 @@
+"""Answer metrics (SQuAD EM/F1, max over gold answers) and bootstrap confidence intervals."""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = set(string.punctuation)
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD normalisation: lower case, no punctuation, no articles, single spaces."""
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCT)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def exact_match(prediction: str, answers: Sequence[str]) -> float:
+    """1.0 if the normalised prediction equals any normalised gold answer."""
+    pred = normalize_answer(prediction)
+    return float(any(pred == normalize_answer(a) for a in answers))
+
+
+def _f1(prediction: str, answer: str) -> float:
+    pred, gold = normalize_answer(prediction).split(), normalize_answer(answer).split()
+    common = Counter(pred) & Counter(gold)
+    overlap = sum(common.values())
+    if not pred or not gold:
+        return float(pred == gold)
+    if overlap == 0:
+        return 0.0
+    precision, recall = overlap / len(pred), overlap / len(gold)
+    return 2 * precision * recall / (precision + recall)
+
+
+def f1_score(prediction: str, answers: Sequence[str]) -> float:
+    """Token F1, max over gold answers."""
+    return max(_f1(prediction, a) for a in answers)
+
+
+def bootstrap_ci(values: Sequence[float], n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, float]:
+    """Mean with a percentile bootstrap interval: ``{"mean", "lo", "hi"}``."""
+    x = np.asarray(values, dtype=float)
+    if len(x) == 0:
+        return {"mean": float("nan"), "lo": float("nan"), "hi": float("nan")}
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return {"mean": round(float(x.mean()), 4), "lo": round(float(lo), 4), "hi": round(float(hi), 4)}
+
+
+def recall_at_k(ranked: Sequence[str], gold: Sequence[str], k: int) -> float:
+    """Fraction of gold passages within the top k."""
+    return len(set(ranked[:k]) & set(gold)) / len(gold) if gold else 0.0
+
+
+def reciprocal_rank(ranked: Sequence[str], gold: Sequence[str]) -> float:
+    """1 / (1-based rank of the first gold passage), 0 if none is retrieved."""
+    for rank, pid in enumerate(ranked, start=1):
+        if pid in gold:
+            return 1.0 / rank
+    return 0.0

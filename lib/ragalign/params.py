@@ -1,0 +1,224 @@
+"""Typed schema of ``params.yaml``: every knob of the study, checked before any heavy work.
+
+Run ``python -m ragalign.params check [PATH]`` to validate a params file from the shell.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+DATASETS = ("hotpotqa", "squad", "nq_open")
+
+
+class Section(BaseModel):
+    """A params section: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataParams(Section):
+    dataset: Literal["hotpotqa", "squad", "nq_open"] = "hotpotqa"
+    path: str | None = Field(None, description="another file in the dataset's format")
+    n_train: int = Field(300, ge=1)
+    n_test: int = Field(150, ge=1)
+    seed: int = 13
+
+
+class ModelsParams(Section):
+    generator: str = Field("smollm2-135m-instruct", min_length=1)
+    encoder: str = Field("minilm-l6", min_length=1)
+    dtype: Literal["bfloat16", "float32"] = "bfloat16"
+    batch_tokens: int = Field(6144, ge=256, description="padded tokens per LLM forward batch")
+
+
+class RetrievalParams(Section):
+    k: int = Field(20, ge=1, description="passages retrieved per question")
+    max_length: int = Field(128, ge=16, description="bi-encoder input tokens (MiniLM was trained at 128)")
+    encode_batch_size: int = Field(64, ge=1)
+
+
+class RagParams(Section):
+    top_k: int = Field(5, ge=1, description="passages shown to the generator")
+    max_passage_tokens: int = Field(128, ge=8)
+    max_new_tokens: int = Field(16, ge=1)
+    n_bootstrap: int = Field(1000, ge=10)
+
+
+class TrainingParams(Section):
+    """The one training budget every reranker and retriever in the study gets."""
+
+    epochs: int = Field(2, ge=1)
+    lr: float = Field(3e-5, gt=0)
+    batch_size: int = Field(4, ge=1, description="question groups per optimiser step")
+    group_size: int = Field(8, ge=2, description="passages per question group")
+    max_length: int = Field(256, ge=16)
+    val_fraction: float = Field(0.2, gt=0, lt=1)
+    seed: int = 7
+
+
+class GainParams(Section):
+    k: int = Field(10, ge=1, description="retrieved passages labelled per train question")
+    alpha: float = Field(0.5, ge=0, description="weight of the contrastive (no-passage) term")
+    pseudo_max_new_tokens: int = Field(128, ge=8)
+    n_questions: int | None = Field(None, ge=1, description="train questions labelled (null: all)")
+    bench_questions: int = Field(8, ge=0, description="questions in the throughput benchmark (0: skip)")
+
+
+class SelectorParams(Section):
+    top_n: int = Field(10, ge=1, description="retrieved passages the selector scores")
+    top_k: int = Field(1, ge=1, description="passages passed to the generator")
+    temperature: float = Field(1.0, gt=0, description="target = softmax(label / temperature)")
+
+
+class RadioParams(Section):
+    k: int = Field(20, ge=2)
+    mix: float = Field(0.5, ge=0, le=1)
+    neg_ranks: list[int] = Field([3, 4, 6, 9, 13, 18], min_length=1)
+    rationale_max_new_tokens: int = Field(64, ge=8)
+    top_k: int = Field(5, ge=1)
+
+
+class FigretParams(Section):
+    rounds: int = Field(2, ge=1)
+    k: int = Field(10, ge=2, description="passages judged per poorly served question")
+    judge_batch: int = Field(16, ge=1)
+    lr: float = Field(2e-5, gt=0)
+    temperature: float = Field(0.05, gt=0)
+
+
+class RagEParams(Section):
+    k: int = Field(5, ge=2)
+    n_questions: int = Field(30, ge=1)
+    ig_steps: int = Field(50, ge=2)
+    ig_baseline: Literal["unk", "pad", "mask", "zero"] = "unk"
+    value: Literal["prob", "logprob"] = "prob"
+    max_exact_subsets: int = Field(64, ge=2)
+    mc_evaluations: int = Field(64, ge=4)
+    warg_p: list[float] = Field([0.5, 0.6, 0.7, 0.8, 0.9], min_length=1)
+    convergence_questions: int = Field(4, ge=0)
+    convergence_k: int = Field(8, ge=2, le=12)
+
+    @model_validator(mode="after")
+    def _p_in_range(self) -> RagEParams:
+        bad = [p for p in self.warg_p if not 0 < p < 1]
+        if bad:
+            raise ValueError(f"warg_p values must lie in (0, 1), got {bad}")
+        return self
+
+
+class Params(BaseModel):
+    """All of params.yaml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data: DataParams = DataParams()
+    models: ModelsParams = ModelsParams()
+    retrieval: RetrievalParams = RetrievalParams()
+    rag: RagParams = RagParams()
+    training: TrainingParams = TrainingParams()
+    gain: GainParams = GainParams()
+    selector: SelectorParams = SelectorParams()
+    radio: RadioParams = RadioParams()
+    figret: FigretParams = FigretParams()
+    rag_e: RagEParams = RagEParams()
+
+    @model_validator(mode="after")
+    def _cross_section(self) -> Params:
+        k = self.retrieval.k
+        checks = [
+            ("rag.top_k", self.rag.top_k, k),
+            ("gain.k", self.gain.k, k),
+            ("selector.top_n", self.selector.top_n, k),
+            ("radio.k", self.radio.k, k),
+            ("figret.k", self.figret.k, k),
+            ("rag_e.k", self.rag_e.k, k),
+            ("training.group_size", self.training.group_size, k + 1),
+        ]
+        for key, value, limit in checks:
+            if value > limit:
+                raise ValueError(f"{key}={value} exceeds retrieval.k={k} (allowed: 1..{limit})")
+        if self.selector.top_k > self.selector.top_n + 1:
+            raise ValueError(
+                f"selector.top_k={self.selector.top_k} exceeds selector.top_n + 1 pseudo-passage"
+            )
+        if self.radio.top_k > self.radio.k:
+            raise ValueError(f"radio.top_k={self.radio.top_k} exceeds radio.k={self.radio.k}")
+        bad = [r for r in self.radio.neg_ranks if not 1 <= r < self.radio.k]
+        if bad:
+            raise ValueError(f"radio.neg_ranks {bad} must lie in 1..{self.radio.k - 1} (rank 0 is the positive)")
+        return self
+
+
+class ParamsError(ValueError):
+    """params.yaml is invalid; the message names every bad key, its value and what is allowed."""
+
+
+def _format(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<top level>"
+        value = e.get("input")
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"  {key}: {msg} (got {value!r})")
+    return "invalid params:\n" + "\n".join(lines)
+
+
+def validate(raw: dict[str, Any]) -> Params:
+    """Validate a params mapping, raising ParamsError with key paths on failure."""
+    try:
+        params = Params.model_validate(raw or {})
+    except ValidationError as err:
+        raise ParamsError(_format(err)) from None
+    from ragalign.models import check_model_name  # local: models imports torch lazily
+
+    for key, name in (("models.generator", params.models.generator), ("models.encoder", params.models.encoder)):
+        problem = check_model_name(name)
+        if problem:
+            raise ParamsError(f"invalid params:\n  {key}: {problem} (got {name!r})")
+    return params
+
+
+def load(path: str | Path = "params.yaml") -> Params:
+    """Read and validate a params file."""
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"params file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path} is not valid YAML: {err}") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise ParamsError(f"{path} must be a mapping of sections, got {type(raw).__name__}")
+    return validate(raw or {})
+
+
+def from_namespace(namespace: dict[str, Any]) -> Params:
+    """Validate the sections papermill injected into a notebook's globals."""
+    raw = {name: namespace[name] for name in Params.model_fields if isinstance(namespace.get(name), dict)}
+    return validate(raw)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] != "check" or len(argv) > 2:
+        print("usage: python -m ragalign.params check [PATH]", file=sys.stderr)
+        return 2
+    path = argv[1] if len(argv) == 2 else "params.yaml"
+    try:
+        load(path)
+    except ParamsError as err:
+        print(f"{path}: {err}", file=sys.stderr)
+        return 1
+    print(f"{path}: ok")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,27 @@
+"""One look for every figure in the study, and a deterministic way to save them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+PALETTE = "colorblind"
+
+
+def setup() -> None:
+    """Seaborn theme for every figure: white grid, readable fonts, colour-blind palette."""
+    sns.set_theme(style="whitegrid", context="notebook", palette=PALETTE)
+    plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 120, "axes.titleweight": "bold", "figure.autolayout": True})
+
+
+def save(fig: plt.Figure, path: str | Path) -> Path:
+    """Save a figure as PNG without timestamps (identical runs give identical bytes)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, bbox_inches="tight", metadata={"Software": None})
+    return path

@@ -1,0 +1,98 @@
+"""Retrieval-augmented answering: the prompt, the answer clean-up, and EM/F1 per variant.
+
+An answers table has one row per (question, variant):
+``qid, variant, context_pids (list[str]), answer, em, f1``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import pandas as pd
+
+from ragalign.lm import LM
+from ragalign.metrics import bootstrap_ci, exact_match, f1_score
+
+INSTRUCTION = "Give only the answer, in at most five words."
+
+
+def build_prompt(question: str, passages: Sequence[str] = ()) -> str:
+    """The user message: the passages (in the given order), the question, the instruction.
+
+    The instruction comes last: a 135M model follows it far better there than before long
+    passages (F1 with gold passages 0.14 vs 0.07 on 40 HotpotQA questions).
+    """
+    context = "".join(f"{p}\n\n" for p in passages)
+    return f"{context}Question: {question}\n{INSTRUCTION}"
+
+
+_PREFIX = re.compile(r"^(the )?(short )?answer( to (this|the|your) question)?( is)?\s*[:\-]?\s*", re.IGNORECASE)
+
+
+def clean_answer(text: str) -> str:
+    """The first line of a reply, without an 'Answer:' prefix or a trailing full stop."""
+    line = text.strip().split("\n")[0].strip()
+    line = _PREFIX.sub("", line).strip()
+    return line[:-1] if line.endswith(".") else line
+
+
+class PassageStore:
+    """pid -> prompt text (title: text), truncated to the token budget of one passage."""
+
+    def __init__(self, passages: pd.DataFrame, lm: LM, max_tokens: int):
+        self._raw = {p.pid: f"{p.title}: {p.text}" for p in passages.itertuples()}
+        self._lm, self._max_tokens, self._cut = lm, max_tokens, {}
+
+    def __getitem__(self, pid: str) -> str:
+        if pid not in self._cut:
+            self._cut[pid] = self._lm.truncate(self._raw[pid], self._max_tokens)
+        return self._cut[pid]
+
+    def texts(self, pids: Sequence[str]) -> list[str]:
+        return [self[p] for p in pids]
+
+
+def answer_questions(
+    lm: LM,
+    questions: pd.DataFrame,
+    contexts: dict[str, list[str]],
+    store: PassageStore,
+    variant: str,
+    max_new_tokens: int,
+    context_texts: dict[str, list[str]] | None = None,
+) -> pd.DataFrame:
+    """Generate an answer for each question from its context pids, and score it.
+
+    ``context_texts`` overrides the passage texts for a question (e.g. a pseudo-passage).
+    """
+    prompts, pids = [], []
+    for q in questions.itertuples():
+        ctx = contexts.get(q.qid, [])
+        texts = context_texts[q.qid] if context_texts and q.qid in context_texts else store.texts(ctx)
+        prompts.append(build_prompt(q.question, texts))
+        pids.append(list(ctx))
+    replies = lm.generate(prompts, max_new_tokens, desc=f"answer {variant}")
+    answers = [clean_answer(r) for r in replies]
+    return pd.DataFrame(
+        {
+            "qid": questions.qid.to_numpy(),
+            "variant": variant,
+            "context_pids": pids,
+            "answer": answers,
+            "em": [exact_match(a, g) for a, g in zip(answers, questions.answers, strict=True)],
+            "f1": [f1_score(a, g) for a, g in zip(answers, questions.answers, strict=True)],
+        }
+    )
+
+
+def summarise(answers: pd.DataFrame, n_boot: int, seed: int = 0) -> dict[str, dict]:
+    """variant -> {em: {mean, lo, hi}, f1: {...}, n}."""
+    out = {}
+    for variant, df in answers.groupby("variant", sort=False):
+        out[variant] = {
+            "em": bootstrap_ci(df.em, n_boot, seed),
+            "f1": bootstrap_ci(df.f1, n_boot, seed),
+            "n": len(df),
+        }
+    return out

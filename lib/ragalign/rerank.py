@@ -1,0 +1,187 @@
+"""Cross-encoder rerankers and the one listwise trainer every reranker in the study uses.
+
+Every reranker (the relevance baseline, the GainRAG selector, the RADIO reranker) is a MiniLM
+cross-encoder trained on *groups*: one query, ``group_size`` passages and a target distribution
+over them. The loss is KL(target || softmax(scores)): a one-hot target is the usual contrastive
+loss, a uniform target over gold passages is relevance training, softmax(gain labels) is GainRAG
+distillation. Only the targets differ between methods, so the budget is the same by construction.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from ragalign.models import load_cross_encoder, load_encoder_tokenizer
+from ragalign.seed import seed_everything
+
+
+@dataclass(frozen=True)
+class Group:
+    """A training group: a query, its passages, and a target distribution over them."""
+
+    qid: str
+    query: str
+    passages: tuple[str, ...]
+    target: tuple[float, ...]
+
+
+def kl_listwise_loss(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean over groups of KL(target || softmax(scores)); rows of ``target`` sum to 1."""
+    log_q = torch.log_softmax(scores, dim=-1)
+    log_p = torch.log(target.clamp(min=1e-12))
+    return (target * (log_p - log_q)).sum(-1).mean()
+
+
+class CrossEncoder:
+    """score(query, passage) = a single logit on the concatenated pair."""
+
+    def __init__(self, name: str, max_length: int = 256, path: str | Path | None = None):
+        self.name = name
+        self.max_length = max_length
+        self.tokenizer = load_encoder_tokenizer(name)
+        self.model = load_cross_encoder(str(path) if path is not None else name)
+
+    def logits(self, queries: Sequence[str], passages: Sequence[str]) -> torch.Tensor:
+        batch = self.tokenizer(
+            list(queries), list(passages), padding=True, truncation="only_second", max_length=self.max_length, return_tensors="pt"
+        )
+        return self.model(**batch).logits.squeeze(-1)
+
+    @torch.no_grad()
+    def score(self, queries: Sequence[str], passages: Sequence[str], batch_size: int = 64, desc: str | None = None) -> np.ndarray:
+        """Scores for (query, passage) pairs, in input order."""
+        self.model.eval()
+        out = np.zeros(len(queries), dtype=np.float32)
+        for start in tqdm(range(0, len(queries), batch_size), desc=desc, disable=desc is None, mininterval=5):
+            sl = slice(start, start + batch_size)
+            out[sl] = self.logits(queries[sl], passages[sl]).float().numpy()
+        return out
+
+    def save(self, path: str | Path) -> None:
+        self.model.save_pretrained(path, safe_serialization=True)
+        self.tokenizer.save_pretrained(path)
+
+    @classmethod
+    def load(cls, name: str, path: str | Path, max_length: int = 256) -> CrossEncoder:
+        return cls(name, max_length, path=path)
+
+
+def split_groups(groups: Sequence[Group], val_fraction: float, seed: int) -> tuple[list[Group], list[Group]]:
+    """Seeded train/validation split of groups by question."""
+    qids = sorted({g.qid for g in groups})
+    rng = random.Random(seed)
+    rng.shuffle(qids)
+    val = set(qids[: max(1, round(len(qids) * val_fraction))]) if len(qids) > 1 else set()
+    return [g for g in groups if g.qid not in val], [g for g in groups if g.qid in val]
+
+
+def _group_loss(model: CrossEncoder, groups: Sequence[Group]) -> torch.Tensor:
+    sizes = {len(g.passages) for g in groups}
+    assert len(sizes) == 1, "groups in a batch must have one size"
+    size = sizes.pop()
+    queries = [g.query for g in groups for _ in g.passages]
+    passages = [p for g in groups for p in g.passages]
+    scores = model.logits(queries, passages).view(len(groups), size)
+    target = torch.tensor([g.target for g in groups], dtype=scores.dtype)
+    return kl_listwise_loss(scores, target)
+
+
+@torch.no_grad()
+def _eval_loss(model: CrossEncoder, groups: Sequence[Group], batch_size: int) -> float:
+    model.model.eval()
+    if not groups:
+        return float("nan")
+    losses = [_group_loss(model, groups[s : s + batch_size]).item() * len(groups[s : s + batch_size]) for s in range(0, len(groups), batch_size)]
+    return sum(losses) / len(groups)
+
+
+def train_listwise(
+    model: CrossEncoder,
+    groups: Sequence[Group],
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    val_fraction: float,
+    seed: int,
+    desc: str = "train",
+) -> pd.DataFrame:
+    """Train ``model`` in place on groups; returns the curve (step, epoch, split, loss).
+
+    Keeps the weights of the epoch with the lowest validation loss (the initial model counts).
+    """
+    seed_everything(seed)
+    train, val = split_groups(groups, val_fraction, seed)
+    optimiser = torch.optim.AdamW(model.model.parameters(), lr=lr, weight_decay=0.01)
+    total = epochs * max(1, -(-len(train) // batch_size))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: min(1.0, (step + 1) / max(1, total // 10)) * max(0.0, 1 - step / total))
+    rng = random.Random(seed)
+    curve = [{"step": 0, "epoch": 0, "split": "val", "loss": _eval_loss(model, val, 32)}]
+    best = (curve[0]["loss"], {k: v.clone() for k, v in model.model.state_dict().items()})
+    step = 0
+    for epoch in range(1, epochs + 1):
+        order = list(train)
+        rng.shuffle(order)
+        model.model.train()
+        for start in tqdm(range(0, len(order), batch_size), desc=f"{desc} epoch {epoch}", mininterval=10):
+            loss = _group_loss(model, order[start : start + batch_size])
+            optimiser.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.model.parameters(), 1.0)
+            optimiser.step()
+            schedule.step()
+            step += 1
+            curve.append({"step": step, "epoch": epoch, "split": "train", "loss": loss.item()})
+        val_loss = _eval_loss(model, val, 32)
+        curve.append({"step": step, "epoch": epoch, "split": "val", "loss": val_loss})
+        if not val or val_loss < best[0]:
+            best = (val_loss, {k: v.clone() for k, v in model.model.state_dict().items()})
+    model.model.load_state_dict(best[1])
+    model.model.eval()
+    return pd.DataFrame(curve)
+
+
+def rerank(
+    model: CrossEncoder, questions: pd.DataFrame, candidates: dict[str, list[str]], passage_text: dict[str, str], method: str, desc: str | None = None
+) -> pd.DataFrame:
+    """Rerank each question's candidate pids by cross-encoder score; a ranking table."""
+    rows = [(q.qid, q.question, pid) for q in questions.itertuples() for pid in candidates[q.qid]]
+    scores = model.score([r[1] for r in rows], [passage_text[r[2]] for r in rows], desc=desc)
+    df = pd.DataFrame({"qid": [r[0] for r in rows], "pid": [r[2] for r in rows], "score": scores.astype(float)})
+    df = df.sort_values(["qid", "score"], ascending=[True, False], kind="stable")
+    df["rank"] = df.groupby("qid").cumcount()
+    df["method"] = method
+    return df[["qid", "rank", "pid", "score", "method"]].reset_index(drop=True)
+
+
+
+
+def relevance_groups(
+    questions: pd.DataFrame, candidates: dict[str, list[str]], passage_text: dict[str, str], group_size: int, seed: int
+) -> list[Group]:
+    """Relevance training groups: the gold passages (target shared evenly) and retrieved non-gold negatives.
+
+    Gold passages come from the corpus whether or not the retriever found them; negatives are a
+    seeded sample of the question's retrieved non-gold candidates (hard negatives).
+    """
+    rng = np.random.default_rng(seed)
+    groups = []
+    for q in questions.itertuples():
+        gold = list(q.gold_pids)[: group_size - 1]
+        negatives = [p for p in candidates[q.qid] if p not in set(q.gold_pids)]
+        need = group_size - len(gold)
+        if len(negatives) < need:
+            continue
+        chosen = [negatives[i] for i in sorted(rng.choice(len(negatives), need, replace=False))]
+        pids = gold + chosen
+        target = tuple([1 / len(gold)] * len(gold) + [0.0] * need)
+        groups.append(Group(q.qid, q.question, tuple(passage_text[p] for p in pids), target))
+    return groups

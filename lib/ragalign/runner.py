@@ -1,0 +1,99 @@
+"""Run one stage notebook: validate params, jupytext -> papermill -> strip volatile metadata.
+
+``python -m ragalign.runner 02_retrieval`` executes ``notebooks/02_retrieval.py`` with every
+section of ``params.yaml`` injected, writes the executed report to ``reports/02_retrieval.ipynb``
+and the stage's wall time and peak memory to ``results/timings/02_retrieval.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from ragalign.io import atomic_write_text
+from ragalign.params import ParamsError, load
+
+OUTPUT_DIRS = ("reports", "figures", "results/metrics", "results/timings")
+
+
+class _QuietUnknownParameters(logging.Filter):
+    """Every section of params.yaml is injected; a notebook declares only those it reads."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Passed unknown parameter" not in record.getMessage()
+
+
+def strip_volatile(nb: dict) -> dict:
+    """Drop what changes between identical runs: papermill timings, execution metadata, stderr."""
+    nb.get("metadata", {}).pop("papermill", None)
+    for cell in nb.get("cells", []):
+        cell.get("metadata", {}).pop("papermill", None)
+        cell.get("metadata", {}).pop("execution", None)
+        if "outputs" in cell:
+            # stderr carries progress bars and warnings with timings: shown live, not kept
+            cell["outputs"] = [o for o in cell["outputs"] if o.get("name") != "stderr"]
+    return nb
+
+
+def run_stage(stage: str, params_path: str = "params.yaml", root: str | Path = ".") -> Path:
+    """Execute a stage notebook and return the path of its report."""
+    import jupytext
+    import papermill
+
+    logging.getLogger("papermill").addFilter(_QuietUnknownParameters())
+    root = Path(root).resolve()
+    os.chdir(root)
+    load(params_path)  # fail before any kernel starts
+    source = Path("notebooks") / f"{stage}.py"
+    if not source.exists():
+        raise FileNotFoundError(f"no notebook for stage {stage!r}: {source}")
+    for folder in OUTPUT_DIRS:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    parameters = yaml.safe_load(Path(params_path).read_text()) or {}
+    report = Path("reports") / f"{stage}.ipynb"
+    start = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        src_nb = Path(tmp) / f"{stage}.ipynb"
+        jupytext.write(jupytext.read(source), src_nb)
+        out_nb = Path(tmp) / "executed.ipynb"
+        try:
+            papermill.execute_notebook(
+                str(src_nb), str(out_nb), parameters=parameters, kernel_name="python3", cwd=str(root), log_output=True, progress_bar=False
+            )
+        finally:
+            if out_nb.exists():
+                nb = strip_volatile(json.loads(out_nb.read_text()))
+                atomic_write_text(report, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    timing = {"stage": stage, "wall_s": round(time.time() - start, 1), "peak_rss_mib": round(peak_mib)}
+    atomic_write_text(Path("results/timings") / f"{stage}.json", json.dumps(timing, indent=1) + "\n")
+    print(f"[ragalign] {stage}: {timing['wall_s']} s, peak memory {timing['peak_rss_mib']} MiB -> {report}")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) not in (1, 3) or (len(argv) == 3 and argv[1] != "--params"):
+        print("usage: python -m ragalign.runner STAGE [--params PATH]   (e.g. 01_prepare_data)", file=sys.stderr)
+        return 2
+    try:
+        run_stage(argv[0], params_path=argv[2] if len(argv) == 3 else "params.yaml")
+    except ParamsError as err:
+        print(f"params.yaml: {err}", file=sys.stderr)
+        return 1
+    except Exception as err:  # noqa: BLE001 - report the failing stage and its report
+        print(f"[ragalign] stage {argv[0]} failed: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

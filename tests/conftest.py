@@ -1,0 +1,74 @@
+"""Shared fixtures: small files the tests write themselves, and a tiny random causal LM."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def smol_tokenizer():
+    """The real SmolLM2 tokenizer (chat template included), from the packaged model."""
+    from transformers import AutoTokenizer
+
+    from ragalign.models import generator_path
+
+    return AutoTokenizer.from_pretrained(generator_path("smollm2-135m-instruct"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(smol_tokenizer):
+    """A 2-layer random Llama over the SmolLM2 vocabulary, float32, deterministic."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(smol_tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+    )
+    model = LlamaForCausalLM(config).eval()
+    model.generation_config.pad_token_id = smol_tokenizer.pad_token_id
+    return model
+
+
+@pytest.fixture
+def tiny_lm(smol_tokenizer, tiny_model, tmp_path):
+    """An LM over the tiny model with its own empty cache."""
+    from ragalign.lm import LM
+
+    return LM("tiny", "float32", batch_tokens=256, cache_root=str(tmp_path / "cache"), tokenizer=smol_tokenizer, model=tiny_model)
+
+
+def hotpot_record(i: int, n_distractors: int = 3) -> dict:
+    """A HotpotQA-format record whose two gold paragraphs name the answer."""
+    answer = f"City{i}"
+    gold = [[f"Gold A{i}", [f"Person{i} was born in {answer}.", " They lived there."]], [f"Gold B{i}", [f"{answer} is a port."]]]
+    distract = [[f"Other {i}-{j}", [f"Unrelated text number {j} about topic {i}."]] for j in range(n_distractors)]
+    return {
+        "id": f"q{i}",
+        "question": f"Where was Person{i} born?",
+        "answer": answer,
+        "type": "bridge",
+        "level": "hard",
+        "supporting_facts": [[f"Gold A{i}", 0], [f"Gold B{i}", 0]],
+        "context": gold + distract,
+    }
+
+
+@pytest.fixture
+def hotpot_file(tmp_path):
+    """A small valid HotpotQA-format file."""
+    path = tmp_path / "hotpot.jsonl"
+    path.write_text("".join(json.dumps(hotpot_record(i)) + "\n" for i in range(20)))
+    return path

@@ -1,0 +1,42 @@
+import pandas as pd
+import pytest
+import torch
+
+from ragalign.rerank import CrossEncoder, Group, kl_listwise_loss, relevance_groups, rerank, split_groups, train_listwise
+
+
+def test_kl_loss_zero_iff_scores_match_target():
+    target = torch.softmax(torch.tensor([[1.0, 0.0, -1.0]]), -1)
+    assert kl_listwise_loss(torch.tensor([[1.0, 0.0, -1.0]]), target).item() == pytest.approx(0, abs=1e-6)
+    assert kl_listwise_loss(torch.tensor([[5.0, 0.0, -1.0]]) + 3, target).item() > 0.1
+
+
+def test_relevance_groups_put_gold_first_with_shared_target():
+    questions = pd.DataFrame({"qid": ["q"], "question": ["?"], "gold_pids": [["g1", "g2"]]})
+    text = {p: p.upper() for p in ["g1", "g2", "n1", "n2", "n3", "n4"]}
+    (group,) = relevance_groups(questions, {"q": ["n1", "g1", "n2", "n3", "n4"]}, text, group_size=4, seed=0)
+    assert group.passages[:2] == ("G1", "G2") and group.target == (0.5, 0.5, 0.0, 0.0)
+    assert set(group.passages[2:]) <= {"N1", "N2", "N3", "N4"}
+
+
+def test_group_split_is_by_question_and_seeded():
+    groups = [Group(f"q{i}", "?", ("a", "b"), (1.0, 0.0)) for i in range(10)]
+    train, val = split_groups(groups, 0.2, seed=0)
+    assert len(val) == 2 and not {g.qid for g in train} & {g.qid for g in val}
+    assert split_groups(groups, 0.2, seed=0) == (train, val)
+
+
+def test_training_learns_a_toy_relevance_task():
+    facts = [("Where is the Eiffel Tower?", "The Eiffel Tower is in Paris."), ("Who wrote Hamlet?", "Hamlet was written by Shakespeare."),
+             ("What do bees make?", "Bees make honey."), ("What is the capital of Japan?", "Tokyo is the capital of Japan."),
+             ("How many legs has a spider?", "A spider has eight legs."), ("What colour is the sky?", "The sky is blue.")]
+    noise = ["Bananas are yellow fruit.", "The stock market fell today.", "Chess is a board game."]
+    groups = [Group(f"q{i}", q, (a, *noise), (1.0, 0.0, 0.0, 0.0)) for i, (q, a) in enumerate(facts)] * 2
+    model = CrossEncoder("minilm-l6", max_length=64)
+    curve = train_listwise(model, groups, epochs=3, lr=5e-5, batch_size=2, val_fraction=0.2, seed=0, desc="toy")
+    train_loss = curve[curve.split == "train"].loss
+    assert train_loss.iloc[-3:].mean() < train_loss.iloc[:3].mean()
+    questions = pd.DataFrame({"qid": ["x"], "question": ["Where is the Eiffel Tower?"]})
+    text = {"a": facts[0][1], "b": noise[0], "c": noise[1]}
+    ranking = rerank(model, questions, {"x": ["b", "c", "a"]}, text, "toy")
+    assert ranking.pid.iloc[0] == "a" and ranking["rank"].tolist() == [0, 1, 2]
