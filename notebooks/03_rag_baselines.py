@@ -1,7 +1,5 @@
 # ---
 # jupyter:
-#   jupytext:
-#     formats: py:percent
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -76,7 +74,7 @@ ax.set(title="Relevance reranker: listwise KL loss", ylabel="KL(target ‖ softm
 plots.save(fig, "figures/baselines_reranker_curve.png")
 
 # %%
-reranked = rerank(reranker, questions, dense_candidates, passage_text, "reranker", desc="rerank")
+reranked = rerank(reranker, test, dense_candidates, passage_text, "reranker", desc="rerank")
 ks = [1, 2, P.rag.top_k]
 rank_quality = pd.DataFrame(
     {name: retrieval_quality(r, test, ks) for name, r in (("bm25", bm25), ("dense", dense), ("reranker", reranked))}
@@ -128,6 +126,7 @@ Markdown(
 
 # %%
 reranker.save("results/baselines/reranker")
+curve[curve.split == "train"][["step", "loss"]].to_csv("results/plots/baselines_reranker_curve.csv", index=False, float_format="%.6g")
 write_parquet(reranked, "results/baselines/rankings.parquet")
 write_parquet(answers, "results/baselines/answers.parquet")
 write_json(

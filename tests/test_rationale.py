@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+
 from ragalign import rationale as R
 from ragalign.rerank import Group
 
@@ -120,11 +121,19 @@ def test_one_step_lowers_the_loss_of_the_cross_encoder():
 
 def test_metric_variants_and_comparison_table():
     ci = {"mean": 0.3, "lo": 0.2, "hi": 0.4}
-    metrics = {"dense": {"em": ci, "f1": ci, "n": 150}, "variants": {"gainrag": {"em": ci, "f1": ci}}, "k": 5}
+    metrics = {"dense": {"em": ci, "f1": ci, "n": 150}, "vs_variants": {"x": {"em": ci, "f1": ci}}, "gainrag": {"em": ci, "f1": ci}, "k": 5}
     variants = R.metric_variants(metrics)
-    assert sorted(variants) == ["dense", "variants/gainrag"] and variants["dense"]["n"] == 150
+    assert sorted(variants) == ["dense", "gainrag"] and variants["dense"]["n"] == 150  # top level only
+    assert list(R.metric_variants(metrics, keep=["gainrag"])) == ["gainrag"]
     table = R.comparison_table(variants)
     assert len(table) == 4 and set(table.metric) == {"em", "f1"}
+
+
+def test_paired_difference():
+    a = pd.DataFrame({"qid": ["x", "y", "z"], "f1": [1.0, 0.5, 0.0]})
+    b = pd.DataFrame({"qid": ["z", "y", "w"], "f1": [0.0, 0.0, 1.0]})  # paired on y, z only
+    diff = R.paired_difference(a, b, "f1", n_boot=50, seed=0)
+    assert diff["n"] == 2 and diff["mean"] == 0.25 and diff["lo"] <= 0.25 <= diff["hi"]
 
 
 def test_gold_agreement():

@@ -2,7 +2,15 @@ import pandas as pd
 import pytest
 import torch
 
-from ragalign.rerank import CrossEncoder, Group, kl_listwise_loss, relevance_groups, rerank, split_groups, train_listwise
+from ragalign.rerank import (
+    CrossEncoder,
+    Group,
+    kl_listwise_loss,
+    relevance_groups,
+    rerank,
+    split_groups,
+    train_listwise,
+)
 
 
 def test_kl_loss_zero_iff_scores_match_target():

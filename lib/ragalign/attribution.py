@@ -221,6 +221,7 @@ class Game:
 
     key: tuple
     question: str
+    ids: tuple[str, ...]
     texts: tuple[str, ...]
     answer: str
     masks: tuple[int, ...]
@@ -274,6 +275,8 @@ def convergence(
 
     ``values`` holds all 2^k coalitions (computed once); the Monte-Carlo estimators only sample among
     them. One row per (method, budget, repeat): evaluations actually used, Spearman, max abs error.
+    ``pmcshap_allpairs`` is the same kernel regression fitted once on all sampled pairs (no subsampling),
+    to separate the cost of RAG-E's small-subsample averaging from that of sampling coalitions.
     """
     exact = exact_shapley(values, k)
     rows = []
@@ -282,6 +285,8 @@ def convergence(
         masks = pmcshap_masks(k, budget, rng)
         est = pmcshap(values, k, masks, rng, n_fits=n_fits, fit_pairs=fit_pairs)
         rows.append({"method": "pmcshap", "budget": budget, "repeat": rep, "evaluations": len(masks), "spearman": _spearman(est, exact), "max_abs_error": float(np.abs(est - exact).max())})
+        est = pmcshap(values, k, masks, rng, n_fits=1, fit_pairs=len(masks))
+        rows.append({"method": "pmcshap_allpairs", "budget": budget, "repeat": rep, "evaluations": len(masks), "spearman": _spearman(est, exact), "max_abs_error": float(np.abs(est - exact).max())})
         perms, used = permutation_masks(k, budget, rng)
         est = permutation_shapley(values, k, perms)
         rows.append({"method": "permutation", "budget": budget, "repeat": rep, "evaluations": len(used), "spearman": _spearman(est, exact), "max_abs_error": float(np.abs(est - exact).max())})
@@ -404,3 +409,13 @@ def ig_cross_encoder(model: torch.nn.Module, tokenizer, query: str, doc: str, ma
     # the first [SEP] closes the query segment
     sep = tokens.index(tokenizer.sep_token) + 1 if tokenizer.sep_token in tokens else len(tokens)
     return TokenAttribution(tokens[:sep], attr[:sep], tokens[sep:], attr[sep:], score, base_score)
+
+
+def shapley_table(games: Sequence[Game], values: Sequence[Mapping[int, float]], method: str, plan: object, seed: int) -> pd.DataFrame:
+    """One row per game: its key, the ids in the order shown, Shapley values, v(empty), v(all)."""
+    rows = []
+    for g, vals in zip(games, values, strict=True):
+        k = len(g.ids)
+        phi = estimate(method, vals, k, plan, seed)
+        rows.append({"key": g.key, "ids": list(g.ids), "shapley": [round(float(x), 6) for x in phi], "v_empty": vals[0], "v_full": vals[full_mask(k)], "method": method})
+    return pd.DataFrame(rows)

@@ -64,9 +64,21 @@ def is_na(text: str) -> bool:
     return core in {"", "n/a", "na", "none", "unknown"} or core.startswith(("n/a", "na.", "na ", "na,"))
 
 
-def generate_pseudo(lm: LM, questions: pd.DataFrame, max_new_tokens: int, max_tokens: int | None = None) -> pd.DataFrame:
-    """``qid, text, is_na`` for every question; ``text`` cut to ``max_tokens`` LM tokens when given."""
-    replies = lm.generate([pseudo_prompt(q) for q in questions.question], max_new_tokens, desc="pseudo-passages")
+def generate_pseudo(
+    lm: LM, questions: pd.DataFrame, max_new_tokens: int, max_tokens: int | None = None, batch_tokens: int | None = None
+) -> pd.DataFrame:
+    """``qid, text, is_na`` for every question; ``text`` cut to ``max_tokens`` LM tokens when given.
+
+    ``batch_tokens`` overrides the LM's batch budget for this call: on CPU a decoding step costs
+    about the same for 30 or 120 rows (it is bound by reading the weights), so wide batches make
+    long generations several times cheaper. Replies are the same (greedy, cached by prompt).
+    """
+    saved = lm.batch_tokens
+    lm.batch_tokens = max(saved, batch_tokens or 0)
+    try:
+        replies = lm.generate([pseudo_prompt(q) for q in questions.question], max_new_tokens, desc="pseudo-passages")
+    finally:
+        lm.batch_tokens = saved
     texts = [lm.truncate(r, max_tokens) if max_tokens else r for r in replies]
     return pd.DataFrame({"qid": questions.qid.to_numpy(), "text": texts, "is_na": [is_na(t) for t in texts]})
 
@@ -394,3 +406,50 @@ def throughput_benchmark(lm: LM, pairs: Sequence[Pair], alpha: float, repeats: i
         "torch_threads": torch.get_num_threads(),
         "repeats": repeats,
     }
+
+
+def planned_generate_cost(lm: LM, prompts: Sequence[str], max_new_tokens: int) -> dict[str, int]:
+    """What a cold ``lm.generate`` run adds to ``lm.evaluations`` / ``lm.forward_tokens`` (deterministic)."""
+    seqs = [len(lm.prompt_ids(p)) for p in dict.fromkeys(prompts)]
+    evaluations = tokens = 0
+    for start in range(0, len(seqs), 64):  # LM.generate computes cache misses in chunks of 64
+        chunk = seqs[start : start + 64]
+        for batch in length_batches([n + max_new_tokens for n in chunk], lm.batch_tokens):
+            evaluations += len(batch)
+            tokens += max(chunk[i] for i in batch) * len(batch) + len(batch) * max_new_tokens
+    return {"evaluations": evaluations, "forward_tokens": tokens}
+
+
+# ---- selection at test time -------------------------------------------------------------------
+def selector_candidates(ranking: pd.DataFrame, top_n: int, pseudo: pd.DataFrame | None = None) -> dict[str, list[str]]:
+    """qid -> the ranking's top ``top_n`` pids plus the question's pseudo-passage (unless N/A)."""
+    cands = top_contexts(ranking, top_n)
+    if pseudo is not None:
+        for r in pseudo.itertuples():
+            if not r.is_na and r.qid in cands:
+                cands[r.qid] = [*cands[r.qid], pseudo_pid(r.qid)]
+    return cands
+
+
+def drop_pseudo(ranking: pd.DataFrame, method: str | None = None) -> pd.DataFrame:
+    """The ranking without pseudo-passages, ranks renumbered (the 'no pseudo-passage' ablation)."""
+    out = ranking[~ranking.pid.map(is_pseudo)].sort_values(["qid", "rank"]).copy()
+    out["rank"] = out.groupby("qid").cumcount()
+    if method:
+        out["method"] = method
+    return out.reset_index(drop=True)
+
+
+def context_texts(contexts: dict[str, list[str]], text_of) -> dict[str, list[str]]:
+    """qid -> generator texts of its context pids (``text_of`` maps pid -> text, pseudo pids included)."""
+    return {qid: [text_of[p] for p in pids] for qid, pids in contexts.items()}
+
+
+def paired_difference(answers: pd.DataFrame, variant: str, other: pd.DataFrame, metric: str, n_boot: int, seed: int) -> dict:
+    """Bootstrap interval of the per-question difference ``variant - other`` in ``metric`` (paired by qid)."""
+    from ragalign.metrics import bootstrap_ci
+
+    a = answers[answers.variant == variant].set_index("qid")[metric]
+    b = other.set_index("qid")[metric]
+    common = a.index.intersection(b.index)
+    return bootstrap_ci((a[common] - b[common]).to_numpy(), n_boot, seed) | {"n": len(common)}

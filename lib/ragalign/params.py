@@ -24,8 +24,8 @@ class Section(BaseModel):
 class DataParams(Section):
     dataset: Literal["hotpotqa", "squad", "nq_open"] = "hotpotqa"
     path: str | None = Field(None, description="another file in the dataset's format")
-    n_train: int = Field(300, ge=1)
-    n_test: int = Field(150, ge=1)
+    n_train: int = Field(200, ge=1)
+    n_test: int = Field(100, ge=1)
     seed: int = 13
 
 
@@ -52,56 +52,66 @@ class RagParams(Section):
 class TrainingParams(Section):
     """The one training budget every reranker and retriever in the study gets."""
 
-    epochs: int = Field(2, ge=1)
+    epochs: int = Field(1, ge=1)
     lr: float = Field(3e-5, gt=0)
     batch_size: int = Field(4, ge=1, description="question groups per optimiser step")
-    group_size: int = Field(8, ge=2, description="passages per question group")
-    max_length: int = Field(256, ge=16)
+    group_size: int = Field(6, ge=2, description="passages per question group")
+    max_length: int = Field(160, ge=16, description="cross-encoder input tokens (question + passage)")
     val_fraction: float = Field(0.2, gt=0, lt=1)
     seed: int = 7
 
 
 class GainParams(Section):
-    k: int = Field(10, ge=1, description="retrieved passages labelled per train question")
+    k: int = Field(7, ge=1, description="retrieved passages labelled per train question")
     alpha: float = Field(0.5, ge=0, description="weight of the contrastive (no-passage) term")
     pseudo_max_new_tokens: int = Field(128, ge=8)
+    pseudo_batch_tokens: int = Field(32768, ge=256, description="padded tokens per pseudo-passage generation batch")
     n_questions: int | None = Field(None, ge=1, description="train questions labelled (null: all)")
-    bench_questions: int = Field(8, ge=0, description="questions in the throughput benchmark (0: skip)")
+    bench_questions: int = Field(0, ge=0, description="questions timed in the stage report (0: skip; see bench/)")
 
 
 class SelectorParams(Section):
-    top_n: int = Field(10, ge=1, description="retrieved passages the selector scores")
+    top_n: int = Field(7, ge=1, description="retrieved passages the selector scores")
     top_k: int = Field(1, ge=1, description="passages passed to the generator")
     temperature: float = Field(1.0, gt=0, description="target = softmax(label / temperature)")
 
 
 class RadioParams(Section):
-    k: int = Field(20, ge=2)
-    mix: float = Field(0.5, ge=0, le=1)
-    neg_ranks: list[int] = Field([3, 4, 6, 9, 13, 18], min_length=1)
+    k: int = Field(20, ge=2, description="dense candidates ranked by rationale (train) and reranked (test)")
+    mix: float = Field(0.5, ge=0, le=1, description="weight of minmax(rationale score) vs minmax(retrieval score)")
+    neg_ranks: list[int] = Field(
+        [3, 4, 6, 9, 13, 18], min_length=1, description="0-based ranks of negatives; filled/thinned to training.group_size - 1"
+    )
     rationale_max_new_tokens: int = Field(64, ge=8)
-    top_k: int = Field(5, ge=1)
+    top_k: int = Field(5, ge=1, description="reranked passages passed to the generator")
 
 
 class FigretParams(Section):
     rounds: int = Field(2, ge=1)
-    k: int = Field(10, ge=2, description="passages judged per poorly served question")
+    k: int = Field(5, ge=2, description="passages judged per poorly served question")
     judge_batch: int = Field(16, ge=1)
     lr: float = Field(2e-5, gt=0)
     temperature: float = Field(0.05, gt=0)
+    n_questions: int = Field(16, ge=1, description="train questions examined per round (seeded sample, the same every round)")
+    n_negatives: int = Field(2, ge=1, description="hard negatives (or negative sets) per example")
+    pool_k: int = Field(10, ge=1, description="test pool for per-round curves and ablations: union of the stage-02 dense top pool_k")
+    ablations: bool = Field(True, description="train the one-round ablations (shuffled order, one objective at a time)")
 
 
 class RagEParams(Section):
     k: int = Field(5, ge=2)
-    n_questions: int = Field(30, ge=1)
+    n_questions: int = Field(8, ge=1, description="test questions audited (30 take ~50 min on 2 cores)")
     ig_steps: int = Field(50, ge=2)
     ig_baseline: Literal["unk", "pad", "mask", "zero"] = "unk"
     value: Literal["prob", "logprob"] = "prob"
     max_exact_subsets: int = Field(64, ge=2)
     mc_evaluations: int = Field(64, ge=4)
     warg_p: list[float] = Field([0.5, 0.6, 0.7, 0.8, 0.9], min_length=1)
-    convergence_questions: int = Field(4, ge=0)
+    convergence_questions: int = Field(1, ge=0, description="each costs 2^convergence_k generator evaluations")
     convergence_k: int = Field(8, ge=2, le=12)
+    convergence_repeats: int = Field(5, ge=1, description="Monte-Carlo repeats per budget in the convergence study")
+    ig_questions: int = Field(3, ge=0, description="questions per differentiable variant explained with Integrated Gradients")
+    seed: int = Field(0, description="shuffled-order control and Monte-Carlo sampling")
 
     @model_validator(mode="after")
     def _p_in_range(self) -> RagEParams:

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from ragalign.lm import LM
-from ragalign.metrics import recall_at_k, reciprocal_rank
+from ragalign.metrics import bootstrap_ci, recall_at_k, reciprocal_rank
 from ragalign.rerank import Group, kl_listwise_loss
 
 # The paper's system prompt, as one user turn (ragalign.lm.LM prompts are one user message).
@@ -189,18 +189,22 @@ def gold_agreement(rankings: Mapping[str, pd.DataFrame], questions: pd.DataFrame
     return pd.DataFrame(rows).set_index("ranking")
 
 
-def metric_variants(metrics: Mapping, prefix: str = "") -> dict[str, dict]:
-    """Every ``{em: {mean, lo, hi}, f1: {...}}`` entry of a metrics JSON, keyed by its path."""
+def metric_variants(metrics: Mapping, keep: Sequence[str] | None = None) -> dict[str, dict]:
+    """The top-level ``{em: {mean, lo, hi}, f1: {...}}`` entries of a stage's metrics JSON (only ``keep`` if given)."""
     out: dict[str, dict] = {}
-    for key, value in metrics.items():
-        if not isinstance(value, Mapping):
+    for name, value in metrics.items():
+        if keep is not None and name not in keep:
             continue
-        name = f"{prefix}{key}"
-        if all(isinstance(value.get(m), Mapping) and "mean" in value[m] for m in ("em", "f1")):
+        if isinstance(value, Mapping) and all(isinstance(value.get(m), Mapping) and "mean" in value[m] for m in ("em", "f1")):
             out[name] = {m: dict(value[m]) for m in ("em", "f1")} | ({"n": value["n"]} if "n" in value else {})
-        else:
-            out.update(metric_variants(value, f"{name}/"))
     return out
+
+
+def paired_difference(answers: pd.DataFrame, other: pd.DataFrame, metric: str, n_boot: int, seed: int) -> dict[str, float]:
+    """Bootstrap interval of the per-question difference ``answers - other`` in ``metric``, paired by qid."""
+    a, b = answers.set_index("qid")[metric], other.set_index("qid")[metric]
+    common = a.index.intersection(b.index).sort_values()
+    return bootstrap_ci((a[common] - b[common]).to_numpy(), n_boot, seed) | {"n": len(common)}
 
 
 def comparison_table(variants: Mapping[str, Mapping]) -> pd.DataFrame:

@@ -112,26 +112,41 @@ def train_listwise(
     batch_size: int,
     val_fraction: float,
     seed: int,
+    evals_per_epoch: int = 4,
     desc: str = "train",
 ) -> pd.DataFrame:
     """Train ``model`` in place on groups; returns the curve (step, epoch, split, loss).
 
-    Keeps the weights of the epoch with the lowest validation loss (the initial model counts).
+    AdamW with 10% linear warm-up and linear decay. The validation loss is measured
+    ``evals_per_epoch`` times an epoch; the weights with the lowest one are kept (the
+    untrained model counts), so a method cannot end worse on validation than where it started.
     """
     seed_everything(seed)
     train, val = split_groups(groups, val_fraction, seed)
     optimiser = torch.optim.AdamW(model.model.parameters(), lr=lr, weight_decay=0.01)
-    total = epochs * max(1, -(-len(train) // batch_size))
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: min(1.0, (step + 1) / max(1, total // 10)) * max(0.0, 1 - step / total))
+    steps_per_epoch = max(1, -(-len(train) // batch_size))
+    total = epochs * steps_per_epoch
+    warmup = max(1, total // 10)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: min(1.0, (step + 1) / warmup) * max(0.0, 1 - step / total))
+    eval_steps = {round(steps_per_epoch * (i + 1) / evals_per_epoch) for i in range(evals_per_epoch)}
     rng = random.Random(seed)
-    curve = [{"step": 0, "epoch": 0, "split": "val", "loss": _eval_loss(model, val, 32)}]
-    best = (curve[0]["loss"], {k: v.clone() for k, v in model.model.state_dict().items()})
+
+    def evaluate(step: int, epoch: int) -> None:
+        nonlocal best
+        loss = _eval_loss(model, val, 32)
+        curve.append({"step": step, "epoch": epoch, "split": "val", "loss": loss})
+        if best is None or not val or loss < best[0]:
+            best = (loss, {k: v.detach().clone() for k, v in model.model.state_dict().items()})
+        model.model.train()
+
+    curve: list[dict] = []
+    best: tuple[float, dict] | None = None
+    evaluate(0, 0)
     step = 0
     for epoch in range(1, epochs + 1):
         order = list(train)
         rng.shuffle(order)
-        model.model.train()
-        for start in tqdm(range(0, len(order), batch_size), desc=f"{desc} epoch {epoch}", mininterval=10):
+        for i, start in enumerate(tqdm(range(0, len(order), batch_size), desc=f"{desc} epoch {epoch}", mininterval=10), start=1):
             loss = _group_loss(model, order[start : start + batch_size])
             optimiser.zero_grad()
             loss.backward()
@@ -140,10 +155,8 @@ def train_listwise(
             schedule.step()
             step += 1
             curve.append({"step": step, "epoch": epoch, "split": "train", "loss": loss.item()})
-        val_loss = _eval_loss(model, val, 32)
-        curve.append({"step": step, "epoch": epoch, "split": "val", "loss": val_loss})
-        if not val or val_loss < best[0]:
-            best = (val_loss, {k: v.clone() for k, v in model.model.state_dict().items()})
+            if i in eval_steps:
+                evaluate(step, epoch)
     model.model.load_state_dict(best[1])
     model.model.eval()
     return pd.DataFrame(curve)

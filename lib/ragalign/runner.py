@@ -21,7 +21,7 @@ import yaml
 from ragalign.io import atomic_write_text
 from ragalign.params import ParamsError, load
 
-OUTPUT_DIRS = ("reports", "figures", "results/metrics", "results/timings")
+OUTPUT_DIRS = ("reports", "figures", "results/metrics", "results/timings", "results/plots")
 
 
 class _QuietUnknownParameters(logging.Filter):
@@ -34,7 +34,9 @@ class _QuietUnknownParameters(logging.Filter):
 def strip_volatile(nb: dict) -> dict:
     """Drop what changes between identical runs: papermill timings, execution metadata, stderr."""
     nb.get("metadata", {}).pop("papermill", None)
-    for cell in nb.get("cells", []):
+    for number, cell in enumerate(nb.get("cells", [])):
+        if "id" in cell:
+            cell["id"] = f"cell-{number:03d}"  # jupytext draws random cell ids on every conversion
         cell.get("metadata", {}).pop("papermill", None)
         cell.get("metadata", {}).pop("execution", None)
         if "outputs" in cell:

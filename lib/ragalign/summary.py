@@ -1,0 +1,160 @@
+"""The study's headline table: one row per pipeline variant, and its place in the README."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ragalign.io import atomic_write_text
+from ragalign.metrics import bootstrap_ci
+
+
+def context_gold_recall(answers: pd.DataFrame, questions: pd.DataFrame) -> pd.Series:
+    """Per variant: mean fraction of a question's gold passages among the passages shown to the generator."""
+    gold = dict(zip(questions.qid, questions.gold_pids, strict=True))
+    recall = [len(set(ctx) & set(gold[q])) / len(gold[q]) for q, ctx in zip(answers.qid, answers.context_pids, strict=True)]
+    return pd.Series(recall, index=answers.index).groupby(answers.variant, sort=False).mean()
+
+
+def variant_rows(answers: pd.DataFrame, questions: pd.DataFrame, n_boot: int, seed: int) -> pd.DataFrame:
+    """EM/F1 with bootstrap intervals and context gold recall, one row per variant (answer order)."""
+    recall = context_gold_recall(answers, questions)
+    rows = []
+    for variant, df in answers.groupby("variant", sort=False):
+        em, f1 = bootstrap_ci(df.em, n_boot, seed), bootstrap_ci(df.f1, n_boot, seed)
+        rows.append(
+            {
+                "variant": variant,
+                "n": len(df),
+                "em": em["mean"],
+                "em_lo": em["lo"],
+                "em_hi": em["hi"],
+                "f1": f1["mean"],
+                "f1_lo": f1["lo"],
+                "f1_hi": f1["hi"],
+                "gold_recall": round(float(recall[variant]), 4),
+            }
+        )
+    return pd.DataFrame(rows).set_index("variant")
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    return "–" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
+
+
+def markdown_table(table: pd.DataFrame, columns: Sequence[tuple[str, str]]) -> str:
+    """A GitHub markdown table; ``columns`` are (column, header); ``em``/``f1`` get their intervals."""
+    head = "| variant | " + " | ".join(h for _, h in columns) + " |"
+    rule = "|---|" + "|".join("---:" for _ in columns) + "|"
+    lines = [head, rule]
+    for variant, row in table.iterrows():
+        cells = []
+        for col, _ in columns:
+            if col in ("em", "f1"):
+                cells.append(f"{_fmt(row[col])} [{_fmt(row[col + '_lo'])}, {_fmt(row[col + '_hi'])}]")
+            elif col.endswith("evaluations") or col.endswith("tokens"):
+                cells.append("–" if pd.isna(row[col]) else f"{int(row[col]):,}")
+            else:
+                cells.append(_fmt(row[col]))
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _markers(name: str) -> tuple[str, str]:
+    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+
+
+def inject_readme(readme: str | Path, block: str, name: str = "results") -> bool:
+    """Replace the README text between the ``name`` markers; True if the file changed."""
+    begin, end = _markers(name)
+    path = Path(readme)
+    text = path.read_text()
+    if begin not in text or end not in text:
+        raise ValueError(f"{path} lacks the markers {begin} ... {end}")
+    new = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: f"{begin}\n{block.rstrip()}\n{end}", text, flags=re.S)
+    if new != text:
+        atomic_write_text(path, new)
+    return new != text
+
+
+def readme_block(readme: str | Path, name: str = "results") -> str:
+    """The README text between the ``name`` markers."""
+    begin, end = _markers(name)
+    text = Path(readme).read_text()
+    return text.split(begin, 1)[1].split(end, 1)[0].strip()
+
+
+def timings_table(folder: str | Path = "results/timings") -> str:
+    """Markdown table of each stage's last wall time and peak memory (machine- and load-dependent)."""
+    rows = [json.loads(f.read_text()) for f in sorted(Path(folder).glob("*.json"))]
+    lines = ["| stage | wall time | peak memory |", "|---|---:|---:|"]
+    lines += [f"| {r['stage']} | {r['wall_s'] / 60:.1f} min | {r['peak_rss_mib'] / 1024:.1f} GiB |" for r in rows]
+    total = sum(r["wall_s"] for r in rows)
+    return "\n".join(lines) + f"\n| **total** | **{total / 60:.1f} min** | |\n"
+
+
+# Which stage built each variant, and the name it carries in the study's table.
+VARIANT_SOURCES: dict[str, tuple[str, str]] = {
+    # answers file variant -> (stage, display name)
+    "no_retrieval": ("03_rag_baselines", "no retrieval"),
+    "oracle": ("03_rag_baselines", "oracle (gold passages)"),
+    "bm25": ("03_rag_baselines", "BM25 top-k"),
+    "dense": ("03_rag_baselines", "dense top-k"),
+    "reranker": ("03_rag_baselines", "relevance reranker"),
+    "dense_top1": ("05_selector_training", "dense top-1"),
+    "gainrag": ("05_selector_training", "GainRAG"),
+    "gainrag_alpha0": ("05_selector_training", "GainRAG, α = 0"),
+    "gainrag_no_pseudo": ("05_selector_training", "GainRAG, no pseudo-passage"),
+    "no_distillation": ("05_selector_training", "GainRAG, no distillation"),
+    "radio": ("06_rationale_distillation", "RADIO"),
+    "figret": ("07_figret", "FiGRet"),
+}
+
+# Variants audited by stage 08, by their answers-file name.
+AUDITED = {"bm25": "bm25", "dense": "dense", "reranker": "reranker", "gainrag": "gainrag", "radio": "radio", "figret": "figret"}
+
+
+def build_costs(gainrag: dict, radio: dict, figret: dict, n_test: int) -> dict[str, dict[str, int]]:
+    """LLM evaluations and tokens spent to *build* each variant (answering the test split excluded).
+
+    Baselines need no LLM call to build. GainRAG pays for gain labels and pseudo-passages (its
+    ablations reuse the same ones), RADIO for its rationales, FiGRet for its failure detection and
+    judgements (its metrics count the test answers too, which are subtracted here: one per question).
+    """
+    zero = {"llm_evaluations": 0, "llm_tokens": 0}
+    gain_cost = gainrag["cost"]
+    gain = {
+        "llm_evaluations": int(gain_cost["labelling"]["evaluations"] + gain_cost["pseudo_generation"]["evaluations"]),
+        "llm_tokens": int(gain_cost["labelling"]["forward_tokens"] + gain_cost["pseudo_generation"]["forward_tokens"]),
+    }
+    fig_answers = figret["test"]["answers"]["figret"]
+    n_fig = fig_answers.get("n", n_test) if isinstance(fig_answers, dict) else n_test
+    costs = {v: dict(zero) for v in VARIANT_SOURCES}
+    for v in ("gainrag", "gainrag_alpha0", "gainrag_no_pseudo"):
+        costs[v] = dict(gain)
+    costs["radio"] = {"llm_evaluations": int(radio["cost"]["rationale_evaluations"]), "llm_tokens": int(radio["cost"]["rationale_forward_tokens"])}
+    costs["figret"] = {
+        "llm_evaluations": int(figret["cost"]["llm_evaluations"] - n_fig),
+        "llm_tokens": int(figret["cost"]["llm_forward_tokens"]),
+    }
+    return costs
+
+
+def alignment_columns(rag_e: dict, p: float) -> dict[str, dict[str, float]]:
+    """Per audited variant: WARG (paper form and extrapolated) at ``p``, failure rates, Spearman."""
+    out = {}
+    for name, block in rag_e.get("variants", {}).items():
+        o = block["original"]
+        out[name] = {
+            "warg": o["warg"]["truncated"][f"{p:g}"]["mean"],
+            "warg_ext": o["warg"]["ext"][f"{p:g}"]["mean"],
+            "wasted_retrieval": o["wasted_retrieval"]["mean"],
+            "noise_distraction": o["noise_distraction"]["mean"],
+            "spearman": o["spearman"]["mean"],
+        }
+    return out

@@ -1,0 +1,65 @@
+"""WARG, failure modes and rank correlation on hand-made rankings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ragalign import alignment as AL
+
+
+def test_warg_identical_reversed_disjoint_by_hand():
+    a = ["a", "b", "c"]
+    p = 0.5
+    # identical: 1 - 0.5 * (1 + 0.5 + 0.25) = p^3
+    assert AL.warg(a, a, p) == pytest.approx(0.125)
+    assert AL.warg(a, a, p, "ext") == pytest.approx(0.0)
+    assert AL.warg(a, a, p, "normalised") == pytest.approx(0.0)
+    # reversed: A = (0, 1/2, 1) -> RBO = 0.5 * (0 + 0.25 + 0.25) = 0.25
+    r = ["c", "b", "a"]
+    assert AL.warg(a, r, p) == pytest.approx(0.75)
+    assert AL.warg(a, r, p, "ext") == pytest.approx(1 - (0.25 + 0.125))
+    assert AL.warg(a, r, p, "normalised") == pytest.approx(1 - 0.25 / 0.875)
+    # disjoint: 1 in every form
+    for form in AL.WARG_FORMS:
+        assert AL.warg(a, ["x", "y", "z"], p, form) == pytest.approx(1.0)
+
+
+def test_warg_truncated_floor_and_validation():
+    a = list("abcde")
+    for p in (0.5, 0.9):
+        assert AL.warg(a, a, p) == pytest.approx(p**5)
+    with pytest.raises(ValueError):
+        AL.warg(a, a, 1.0)
+    with pytest.raises(ValueError):
+        AL.warg(a, a, 0.5, "other")
+
+
+def test_generator_ranking_stable_on_ties():
+    assert AL.generator_ranking(["a", "b", "c"], [0.1, 0.3, 0.1]) == ["b", "a", "c"]
+
+
+def test_failure_modes_by_hand():
+    ret = ["a", "b", "c", "d", "e"]
+    assert AL.failure_modes(ret, ["a", "b", "c", "d", "e"]) == {"wasted": False, "noise": False}
+    # retriever's top doc is 3rd for the generator; generator's top is retriever's 4th
+    assert AL.failure_modes(ret, ["d", "b", "a", "c", "e"]) == {"wasted": True, "noise": True}
+    # rank exactly 2 is not a failure
+    assert AL.failure_modes(ret, ["b", "a", "c", "d", "e"]) == {"wasted": False, "noise": False}
+
+
+def test_rank_correlation_and_rows():
+    ret = list("abcde")
+    assert AL.rank_correlation(ret, ret) == pytest.approx(1.0)
+    assert AL.rank_correlation(ret, ret[::-1]) == pytest.approx(-1.0)
+    row = AL.question_alignment(ret, ["d", "b", "a", "c", "e"], [0.5, 0.9])
+    assert row["wasted"] == 1.0 and row["noise"] == 1.0 and row["gen_rank_of_ret_top"] == 3.0
+    assert set(row) >= {"warg_truncated@0.5", "warg_ext@0.9", "warg_normalised@0.5", "spearman"}
+    summary = AL.summarise([row, AL.question_alignment(ret, ret, [0.5, 0.9])], n_boot=50)
+    assert summary["wasted"]["mean"] == 0.5
+
+
+def test_rank_confusion():
+    m = AL.rank_confusion([(list("abc"), list("abc")), (list("abc"), list("cba"))], 3)
+    np.testing.assert_allclose(m.sum(1), 1.0)
+    assert m[0, 0] == 0.5 and m[0, 2] == 0.5 and m[1, 1] == 1.0

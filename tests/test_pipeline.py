@@ -1,0 +1,185 @@
+"""End to end: the real `dvc repro` of the whole pipeline on a tiny benchmark, twice.
+
+The tiny benchmark is a HotpotQA-format file written by the test; params are shrunk so every
+stage runs in seconds with the real packaged models. The second run starts from an empty LLM
+cache and must reproduce every metrics file and report byte for byte; a stage killed mid-way
+must resume from its cache and finish with the same results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import hotpot_record
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "data": {"n_train": 16, "n_test": 8},
+    "retrieval": {"k": 8, "encode_batch_size": 32},
+    "rag": {"top_k": 3, "max_new_tokens": 6, "n_bootstrap": 50},
+    "training": {"epochs": 1, "batch_size": 4, "group_size": 4, "max_length": 96},
+    "gain": {"k": 3, "pseudo_max_new_tokens": 12, "n_questions": None, "bench_questions": 0},
+    "selector": {"top_n": 4, "top_k": 1},
+    "radio": {"k": 8, "neg_ranks": [2, 4, 6], "rationale_max_new_tokens": 12, "top_k": 3},
+    "figret": {"rounds": 2, "k": 3, "n_questions": 4, "pool_k": 4, "n_negatives": 1},
+    "rag_e": {
+        "k": 3,
+        "n_questions": 2,
+        "ig_steps": 4,
+        "ig_questions": 1,
+        "mc_evaluations": 6,
+        "convergence_questions": 1,
+        "convergence_k": 4,
+        "convergence_repeats": 2,
+    },
+}
+
+
+def tiny_params() -> dict:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, values in TINY.items():
+        for key, value in values.items():
+            if key in params.get(section, {}):
+                params[section][key] = value
+    return params
+
+
+def stage_outputs(repo: Path) -> list[Path]:
+    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    paths = []
+    for stage in stages.values():
+        for kind in ("outs", "metrics", "plots"):
+            for entry in stage.get(kind, []):
+                name = entry if isinstance(entry, str) else next(iter(entry))
+                paths.append(repo / name)
+    return paths
+
+
+def run(cmd: list[str], repo: Path, env: dict) -> subprocess.CompletedProcess:
+    out = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, f"{' '.join(cmd)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-6000:]}"
+    return out
+
+
+NETWORK_GUARD = """
+import socket
+
+_connect = socket.socket.connect
+
+
+def _local(address):
+    host = str(address[0] if isinstance(address, tuple) else address)
+    return host in ("localhost", "::1") or host.startswith("127.") or not host or host.startswith("/")
+
+
+def _guarded(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6) and not _local(address):
+        raise OSError(f"network blocked by the offline test: {address}")
+    return _connect(self, address)
+
+
+socket.socket.connect = _guarded
+socket.socket.connect_ex = lambda self, address: _guarded(self, address) or 0
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_repo(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("study")
+    skip_top = {".git", ".venv", ".cache", "results", "data", "reports", "figures", "data.dvc", "dvc.lock", ".pytest_cache", ".ruff_cache"}
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        here = Path(folder)
+        if here == ROOT:
+            return skip_top & set(names)
+        if here == ROOT / ".dvc":
+            return {"cache", "tmp"} & set(names)
+        return {"__pycache__"} & set(names)
+
+    shutil.copytree(ROOT, repo, ignore=ignore, dirs_exist_ok=True)
+    (repo / "results" / "metrics").mkdir(parents=True)
+    bench = repo / "data" / "hotpotqa" / "hotpot_dev_distractor.jsonl"
+    bench.parent.mkdir(parents=True)
+    bench.write_text("".join(json.dumps(hotpot_record(i, n_distractors=6)) + "\n" for i in range(40)))
+    (repo / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    cache = tmp_path_factory.mktemp("cache")
+    from ragalign.models import generator_path
+
+    models = cache / "models"
+    models.mkdir()
+    (models / "smollm2-135m-instruct").symlink_to(generator_path("smollm2-135m-instruct"))
+    guard = tmp_path_factory.mktemp("guard")
+    (guard / "sitecustomize.py").write_text(NETWORK_GUARD)
+    env = {
+        **os.environ,
+        "RAGALIGN_CACHE": str(cache),
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "PYTHONPATH": str(guard),  # every process of the pipeline runs with the network blocked
+    }
+    env.pop("HF_HUB_OFFLINE", None)  # the library must set it by itself
+    probe = subprocess.run([sys.executable, "-c", "import socket; socket.create_connection(('1.1.1.1', 443), timeout=5)"], env=env, capture_output=True, text=True)
+    assert "network blocked by the offline test" in probe.stderr
+    return repo, cache, env
+
+
+def snapshot(repo: Path) -> dict[str, bytes]:
+    files = sorted((repo / "results" / "metrics").glob("*.json")) + sorted((repo / "reports").glob("*.ipynb"))
+    return {str(f.relative_to(repo)): f.read_bytes() for f in files}
+
+
+def test_full_pipeline_runs_and_is_deterministic(tiny_repo):
+    repo, cache, env = tiny_repo
+    run([sys.executable, "-m", "dvc", "repro"], repo, env)
+    missing = [str(p.relative_to(repo)) for p in stage_outputs(repo) if not p.exists()]
+    assert not missing, f"declared outputs missing: {missing}"
+    for metrics in (repo / "results" / "metrics").glob("*.json"):
+        assert json.loads(metrics.read_text()), metrics.name
+    baselines = json.loads((repo / "results/metrics/baselines.json").read_text())
+    for variant in ("no_retrieval", "oracle", "bm25", "dense", "reranker"):
+        assert 0 <= baselines[variant]["f1"]["lo"] <= baselines[variant]["f1"]["mean"] <= baselines[variant]["f1"]["hi"] <= 1
+    first = snapshot(repo)
+    status = run([sys.executable, "-m", "dvc", "status"], repo, env)
+    assert "up to date" in status.stdout
+
+    (cache / "lm.sqlite").unlink()  # second run recomputes every LLM evaluation
+    run([sys.executable, "-m", "dvc", "repro", "--force"], repo, env)
+    second = snapshot(repo)
+    assert first.keys() == second.keys()
+    differ = [name for name in first if first[name] != second[name]]
+    assert not differ, f"not byte-identical on a second run: {differ}"
+
+
+def test_interrupted_stage_resumes_from_cache(tiny_repo):
+    repo, cache, env = tiny_repo
+    reference = (repo / "results/metrics/baselines.json").read_bytes()
+    db = cache / "lm.sqlite"
+    db.unlink()
+    proc = subprocess.Popen([sys.executable, "-m", "ragalign.runner", "03_rag_baselines"], cwd=repo, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    cached = 0
+    while time.time() < deadline and proc.poll() is None:
+        if db.exists():
+            with sqlite3.connect(db, timeout=30) as conn:
+                cached = conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+            if cached > 0:
+                break
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert cached > 0, "the stage never wrote to its cache before it was killed"
+    run([sys.executable, "-m", "ragalign.runner", "03_rag_baselines"], repo, env)
+    assert (repo / "results/metrics/baselines.json").read_bytes() == reference

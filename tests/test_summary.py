@@ -1,0 +1,45 @@
+import pandas as pd
+import pytest
+
+from ragalign.summary import context_gold_recall, inject_readme, markdown_table, readme_block, variant_rows
+
+
+def answers_fixture():
+    return pd.DataFrame(
+        {
+            "qid": ["a", "b", "a", "b"],
+            "variant": ["x", "x", "y", "y"],
+            "context_pids": [["g1"], ["n"], ["g1", "g2"], ["g3"]],
+            "answer": ["", "", "", ""],
+            "em": [1.0, 0.0, 1.0, 1.0],
+            "f1": [1.0, 0.5, 1.0, 1.0],
+        }
+    )
+
+
+QUESTIONS = pd.DataFrame({"qid": ["a", "b"], "gold_pids": [["g1", "g2"], ["g3"]]})
+
+
+def test_context_gold_recall_per_variant():
+    recall = context_gold_recall(answers_fixture(), QUESTIONS)
+    assert recall.to_dict() == {"x": pytest.approx(0.25), "y": pytest.approx(1.0)}
+
+
+def test_variant_rows_and_markdown():
+    table = variant_rows(answers_fixture(), QUESTIONS, 100, 0)
+    assert table.loc["x", "em"] == 0.5 and table.loc["y", "f1"] == 1.0
+    md = markdown_table(table, [("em", "EM"), ("f1", "F1"), ("gold_recall", "gold recall")])
+    assert md.splitlines()[0] == "| variant | EM | F1 | gold recall |"
+    assert "| y | 1.000 [1.000, 1.000] | 1.000 [1.000, 1.000] | 1.000 |" in md
+
+
+def test_readme_injection_round_trip(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- results:begin -->\nold\n<!-- results:end -->\noutro\n")
+    assert inject_readme(readme, "| new |\n")
+    assert readme_block(readme) == "| new |"
+    assert readme.read_text().startswith("intro\n") and readme.read_text().endswith("outro\n")
+    assert not inject_readme(readme, "| new |\n")
+    (tmp_path / "bad.md").write_text("no markers")
+    with pytest.raises(ValueError, match="markers"):
+        inject_readme(tmp_path / "bad.md", "x")
