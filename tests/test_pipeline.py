@@ -163,6 +163,30 @@ def test_full_pipeline_runs_and_is_deterministic(tiny_repo):
     assert not differ, f"not byte-identical on a second run: {differ}"
 
 
+def test_late_param_change_touches_only_its_stages(tiny_repo):
+    repo, _, env = tiny_repo
+    original = (repo / "params.yaml").read_text()
+    params = yaml.safe_load(original)
+    params["gain"]["alpha"] = 0.2
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        out = run([sys.executable, "-m", "dvc", "status", "--json"], repo, env)
+        changed = set(json.loads(out.stdout))
+        assert changed == {"04_gain_labelling", "05_selector_training"}, changed
+        dry = run([sys.executable, "-m", "dvc", "repro", "--dry"], repo, env).stdout
+        would_run = {line.split("'")[1] for line in dry.splitlines() if line.startswith("Running stage")}
+        assert not would_run & {"01_prepare_data", "02_retrieval", "03_rag_baselines", "07_figret"}, would_run
+    finally:
+        (repo / "params.yaml").write_text(original)
+
+
+def test_plots_render_offline(tiny_repo):
+    repo, _, env = tiny_repo
+    run([sys.executable, "-m", "dvc", "plots", "show", "-o", "plots_html"], repo, env)
+    html = (repo / "plots_html" / "index.html").read_text()
+    assert "cdn.jsdelivr" not in html and "vegaEmbed" in html and "baselines_reranker_curve" in html
+
+
 def test_interrupted_stage_resumes_from_cache(tiny_repo):
     repo, cache, env = tiny_repo
     reference = (repo / "results/metrics/baselines.json").read_bytes()

@@ -146,10 +146,3 @@ def load_encoder(name: str):
     from transformers import AutoModel
 
     return AutoModel.from_pretrained(resolve(name), **LOAD_KWARGS)
-
-
-def load_cross_encoder(name: str):
-    """A fresh cross-encoder: the backbone with a new single-logit head (it must be trained)."""
-    from transformers import AutoModelForSequenceClassification
-
-    return AutoModelForSequenceClassification.from_pretrained(resolve(name), num_labels=1, **LOAD_KWARGS)

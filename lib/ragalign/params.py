@@ -52,8 +52,8 @@ class RagParams(Section):
 class TrainingParams(Section):
     """The one training budget every reranker and retriever in the study gets."""
 
-    epochs: int = Field(1, ge=1)
-    lr: float = Field(3e-5, gt=0)
+    epochs: int = Field(2, ge=1)
+    lr: float = Field(3e-4, gt=0)
     batch_size: int = Field(4, ge=1, description="question groups per optimiser step")
     group_size: int = Field(6, ge=2, description="passages per question group")
     max_length: int = Field(160, ge=16, description="cross-encoder input tokens (question + passage)")

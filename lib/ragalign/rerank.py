@@ -17,9 +17,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from safetensors.torch import load_file, save_file
 from tqdm import tqdm
+from transformers.modeling_outputs import SequenceClassifierOutput
 
-from ragalign.models import load_cross_encoder, load_encoder_tokenizer
+from ragalign.models import load_encoder, load_encoder_tokenizer
 from ragalign.seed import seed_everything
 
 
@@ -40,14 +42,63 @@ def kl_listwise_loss(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor
     return (target * (log_p - log_q)).sum(-1).mean()
 
 
+class MeanPoolScorer(torch.nn.Module):
+    """The backbone plus a linear score on its mean-pooled token states.
+
+    MiniLM (all-MiniLM-L6-v2) was trained to mean-pool, not to use [CLS]: scoring the mean-pooled
+    state lets a small budget train a working cross-encoder (a fresh [CLS] classification head
+    barely moved off the uniform loss in 80 steps). The head starts at zero, so training starts
+    from the same place whatever the seed.
+    """
+
+    HEAD_FILE = "score_head.safetensors"
+
+    def __init__(self, backbone: torch.nn.Module):
+        super().__init__()
+        self.backbone = backbone
+        self.head = torch.nn.Linear(backbone.config.hidden_size, 1)
+        torch.nn.init.zeros_(self.head.weight)
+        torch.nn.init.zeros_(self.head.bias)
+
+    @property
+    def config(self):
+        return self.backbone.config
+
+    def get_input_embeddings(self) -> torch.nn.Module:
+        return self.backbone.get_input_embeddings()
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, inputs_embeds=None) -> SequenceClassifierOutput:
+        hidden = self.backbone(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, inputs_embeds=inputs_embeds
+        ).last_hidden_state
+        if attention_mask is None:
+            attention_mask = torch.ones(hidden.shape[:2], dtype=torch.long)
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+        return SequenceClassifierOutput(logits=self.head(pooled))
+
+    def save_pretrained(self, path: str | Path) -> None:
+        self.backbone.save_pretrained(path, safe_serialization=True)
+        save_file({k: v.contiguous() for k, v in self.head.state_dict().items()}, str(Path(path) / self.HEAD_FILE))
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> MeanPoolScorer:
+        head_file = Path(path) / cls.HEAD_FILE
+        if not head_file.exists():
+            raise FileNotFoundError(f"{path} is not a trained reranker: {cls.HEAD_FILE} is missing (re-run its stage)")
+        model = cls(load_encoder(str(path)))
+        model.head.load_state_dict(load_file(str(head_file)))
+        return model
+
+
 class CrossEncoder:
-    """score(query, passage) = a single logit on the concatenated pair."""
+    """score(query, passage): one logit from the backbone run on the concatenated pair."""
 
     def __init__(self, name: str, max_length: int = 256, path: str | Path | None = None):
         self.name = name
         self.max_length = max_length
         self.tokenizer = load_encoder_tokenizer(name)
-        self.model = load_cross_encoder(str(path) if path is not None else name)
+        self.model = MeanPoolScorer(load_encoder(name)) if path is None else MeanPoolScorer.from_pretrained(path)
 
     def logits(self, queries: Sequence[str], passages: Sequence[str]) -> torch.Tensor:
         batch = self.tokenizer(
@@ -66,7 +117,7 @@ class CrossEncoder:
         return out
 
     def save(self, path: str | Path) -> None:
-        self.model.save_pretrained(path, safe_serialization=True)
+        self.model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
 
     @classmethod
