@@ -71,3 +71,10 @@ def test_cost_counts_cache_hits_too(tiny_lm):
     cold = (tiny_lm.evaluations, tiny_lm.forward_tokens)
     tiny_lm.token_logprobs(PROMPTS, ANSWERS)
     assert (tiny_lm.evaluations, tiny_lm.forward_tokens) == (2 * cold[0], 2 * cold[1])
+
+
+def test_shared_answer_path_matches_per_prompt_scoring(tiny_lm):
+    shared = tiny_lm.shared_answer_logprobs(PROMPTS, "Paris")
+    single = [tiny_lm._token_logprobs([p], ["Paris"])[0] for p in PROMPTS]
+    for s, u in zip(shared, single, strict=True):
+        assert s == pytest.approx(u, abs=1e-5)
