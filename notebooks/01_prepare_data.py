@@ -29,7 +29,7 @@ P = params.from_namespace(globals())
 questions, passages = read_benchmark(P.data.dataset, P.data.path)
 sample = split_questions(questions, P.data.n_train, P.data.n_test, P.data.seed)
 
-# %%
+# %% tags=["findings"]
 gold_per_q = sample.gold_pids.map(len)
 stats = {
     "dataset": P.data.dataset,

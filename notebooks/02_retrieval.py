@@ -68,7 +68,7 @@ sns.lineplot(curve, x="k", y="recall", hue="method", marker="o", ax=ax)
 ax.set(xscale="log", xticks=ks, xticklabels=ks, ylim=(0, 1), ylabel="recall of gold passages", title="Gold recall@k on the test split")
 plots.save(fig, "figures/retrieval_recall.png")
 
-# %%
+# %% tags=["findings"]
 t = quality["test"]
 Markdown(
     f"Recall@1 is at most {(1 / questions.gold_pids.map(len)).mean():.2f} here: recall counts every gold passage of a question. "

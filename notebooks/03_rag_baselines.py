@@ -33,8 +33,8 @@ from ragalign import params, plots
 from ragalign.data import load_passages, load_questions
 from ragalign.io import write_json, write_parquet
 from ragalign.lm import LM
-from ragalign.rag import PassageStore, answer_questions, summarise
-from ragalign.rerank import CrossEncoder, relevance_groups, rerank, train_listwise
+from ragalign.rag import PassageStore, answer_questions, em_f1_table, summarise
+from ragalign.rerank import relevance_groups, rerank, train_reranker
 from ragalign.retrieval import corpus_strings, retrieval_quality, top_pids
 from ragalign.seed import seed_everything
 
@@ -56,22 +56,8 @@ dense_candidates = top_pids(dense)
 
 # %%
 groups = relevance_groups(train, dense_candidates, passage_text, P.training.group_size, P.training.seed)
-reranker = CrossEncoder(P.models.encoder, P.training.max_length)
-curve = train_listwise(
-    reranker,
-    groups,
-    epochs=P.training.epochs,
-    lr=P.training.lr,
-    batch_size=P.training.batch_size,
-    val_fraction=P.training.val_fraction,
-    seed=P.training.seed,
-    desc="relevance reranker",
-)
-fig, ax = plt.subplots(figsize=(6, 3.5))
-sns.lineplot(curve[curve.split == "train"].assign(loss=lambda d: d.loss.rolling(10, min_periods=1).mean()), x="step", y="loss", ax=ax, label="train (rolling mean)")
-sns.lineplot(curve[curve.split == "val"], x="step", y="loss", marker="o", ax=ax, label="validation")
-ax.set(title="Relevance reranker: listwise KL loss", ylabel="KL(target ‖ softmax(scores))")
-plots.save(fig, "figures/baselines_reranker_curve.png")
+reranker, curve = train_reranker(P.models.encoder, groups, P.training, desc="relevance reranker")
+plots.training_curve(curve, "Relevance reranker: listwise KL loss", "KL(target ‖ softmax(scores))", "figures/baselines_reranker_curve.png")
 
 # %%
 reranked = rerank(reranker, test, dense_candidates, passage_text, "reranker", desc="rerank")
@@ -98,8 +84,7 @@ answers = pd.concat(
     [answer_questions(lm, test, ctx, store, name, P.rag.max_new_tokens) for name, ctx in contexts.items()], ignore_index=True
 )
 summary = summarise(answers, P.rag.n_bootstrap, seed=P.data.seed)
-table = pd.DataFrame({v: {"EM": s["em"]["mean"], "EM 95% CI": f"[{s['em']['lo']:.3f}, {s['em']['hi']:.3f}]", "F1": s["f1"]["mean"], "F1 95% CI": f"[{s['f1']['lo']:.3f}, {s['f1']['hi']:.3f}]"} for v, s in summary.items()}).T
-table
+em_f1_table(summary)
 
 # %%
 long = pd.DataFrame([{"variant": v, "metric": m.upper(), **s[m]} for v, s in summary.items() for m in ("em", "f1")])
@@ -114,7 +99,7 @@ plots.save(fig, "figures/baselines_em_f1.png")
 examples = answers[answers.variant.isin(["oracle", "reranker"])].merge(test[["qid", "question", "answers"]], on="qid").head(8)
 examples[["variant", "question", "answers", "answer", "f1"]]
 
-# %%
+# %% tags=["findings"]
 best = max(summary, key=lambda v: summary[v]["f1"]["mean"] if v != "oracle" else -1)
 Markdown(
     f"With no passages the generator reaches F1 {summary['no_retrieval']['f1']['mean']:.3f}; with the gold passages "

@@ -174,7 +174,7 @@ if P.gain.bench_questions:
     write_json("results/gainrag/throughput.json", throughput)
     display(pd.Series({k: v for k, v in throughput.items() if k != "seconds"}))  # noqa: F821
 
-# %%
+# %% tags=["findings"]
 Markdown(
     f"{n_q} train questions × up to {P.gain.k + 1} candidates give {len(labels)} gain labels "
     f"(mean {labels.label.mean():.2f}, sd {labels.label.std():.2f}). Gain agrees only loosely with the retriever: "

@@ -45,7 +45,6 @@ from ragalign.data import load_passages, load_questions
 from ragalign.gain import (
     context_texts,
     drop_pseudo,
-    paired_difference,
     pseudo_selection_rate,
     selector_candidates,
     selector_groups,
@@ -53,8 +52,9 @@ from ragalign.gain import (
 )
 from ragalign.io import write_json, write_parquet
 from ragalign.lm import LM
-from ragalign.rag import PassageStore, answer_questions, summarise
-from ragalign.rerank import CrossEncoder, rerank, train_listwise
+from ragalign.metrics import paired_difference
+from ragalign.rag import PassageStore, answer_questions, em_f1_table, summarise
+from ragalign.rerank import CrossEncoder, rerank, train_reranker
 from ragalign.retrieval import corpus_strings
 from ragalign.seed import seed_everything
 
@@ -80,31 +80,16 @@ def train_selector(label_col: str, desc: str):
     groups = selector_groups(
         labels, train, selector_text, P.training.group_size, P.training.seed, label_col=label_col, temperature=P.selector.temperature
     )
-    model = CrossEncoder(P.models.encoder, P.training.max_length)
-    curve = train_listwise(
-        model,
-        groups,
-        epochs=P.training.epochs,
-        lr=P.training.lr,
-        batch_size=P.training.batch_size,
-        val_fraction=P.training.val_fraction,
-        seed=P.training.seed,
-        desc=desc,
-    )
+    model, curve = train_reranker(P.models.encoder, groups, P.training, desc=desc)
     return model, curve.assign(selector=desc), groups
 
 
 selector, curve, groups = train_selector("label", "gainrag")
 selector_a0, curve_a0, _ = train_selector("label_ppl", "gainrag_alpha0")
 curves = pd.concat([curve, curve_a0], ignore_index=True)
-fig, ax = plt.subplots(figsize=(6.5, 3.8))
-sns.lineplot(curves[curves.split == "val"], x="step", y="loss", hue="selector", marker="o", ax=ax)
-sns.lineplot(
-    curves[curves.split == "train"].assign(loss=lambda d: d.groupby("selector").loss.transform(lambda s: s.rolling(8, min_periods=1).mean())),
-    x="step", y="loss", hue="selector", ls="--", alpha=0.5, legend=False, ax=ax,
+plots.training_curve(
+    curves, "Selector distillation: KL loss", "KL(softmax(labels) ‖ softmax(scores))", "figures/gain_selector_curve.png", hue="selector", window=8
 )
-ax.set(title="Selector distillation: KL loss (dashed: train, rolling mean)", ylabel="KL(softmax(labels) ‖ softmax(scores))")
-plots.save(fig, "figures/gain_selector_curve.png")
 val = curves[curves.split == "val"].groupby("selector").loss.agg(initial="first", best="min").round(4)
 val
 
@@ -158,19 +143,7 @@ answers = pd.concat(
     ignore_index=True,
 )
 summary = summarise(answers, P.rag.n_bootstrap, seed=P.data.seed)
-table = pd.DataFrame(
-    {
-        v: {
-            "EM": s["em"]["mean"],
-            "EM 95% CI": f"[{s['em']['lo']:.3f}, {s['em']['hi']:.3f}]",
-            "F1": s["f1"]["mean"],
-            "F1 95% CI": f"[{s['f1']['lo']:.3f}, {s['f1']['hi']:.3f}]",
-            "pseudo chosen": selection.loc[v, "pseudo_selection_rate"],
-        }
-        for v, s in summary.items()
-    }
-).T
-table
+em_f1_table(summary, {"pseudo chosen": selection.pseudo_selection_rate.to_dict()})
 
 # %% [markdown]
 # ## Against the stage-03 baselines
@@ -183,7 +156,7 @@ base_answers = pd.read_parquet("results/baselines/answers.parquet")
 others = {v: answers[answers.variant == v] for v in summary if v != "gainrag"}
 others.update({f"baseline:{v}": df for v, df in base_answers.groupby("variant", sort=False)})
 diffs = {
-    name: {m: paired_difference(answers, "gainrag", df, m, P.rag.n_bootstrap, P.data.seed) for m in ("em", "f1")}
+    name: {m: paired_difference(answers[answers.variant == "gainrag"], df, m, P.rag.n_bootstrap, P.data.seed) for m in ("em", "f1")}
     for name, df in others.items()
 }
 compare = pd.DataFrame(
@@ -207,7 +180,7 @@ ax.set(title=f"GainRAG and ablations vs stage-03 baselines ({len(test)} test que
 ax.tick_params(axis="x", rotation=35)
 plots.save(fig, "figures/gain_em_f1.png")
 
-# %%
+# %% tags=["findings"]
 stats04 = json.loads(Path("results/gainrag/labelling_stats.json").read_text())
 g, a0, npd, nd = (summary[v]["f1"]["mean"] for v in ("gainrag", "gainrag_alpha0", "gainrag_no_pseudo", "no_distillation"))
 rr = baselines.get("reranker", {}).get("f1", {}).get("mean", float("nan"))

@@ -47,8 +47,9 @@ from ragalign import rationale as radio_lib
 from ragalign.data import load_passages, load_questions
 from ragalign.io import write_json, write_parquet
 from ragalign.lm import LM
+from ragalign.metrics import paired_difference
 from ragalign.rag import PassageStore, answer_questions, summarise
-from ragalign.rerank import CrossEncoder, rerank, train_listwise
+from ragalign.rerank import rerank, train_reranker
 from ragalign.retrieval import DenseEncoder, corpus_strings, top_pids
 from ragalign.seed import seed_everything
 
@@ -111,23 +112,9 @@ neg_ranks = radio_lib.negative_ranks(P.radio.neg_ranks, P.training.group_size, P
 groups = radio_lib.build_groups(train, ranked, passage_text, neg_ranks)
 positive_is_gold = float(train_agreement.loc["rationale", "hit@1"])  # the positive is rank 0 of that ranking
 print(f"{len(groups)} groups of {P.training.group_size}: positive = rank 0, negatives = ranks {neg_ranks} of the rationale ranking")
-reranker = CrossEncoder(P.models.encoder, P.training.max_length)
-curve = train_listwise(
-    reranker,
-    groups,
-    epochs=P.training.epochs,
-    lr=P.training.lr,
-    batch_size=P.training.batch_size,
-    val_fraction=P.training.val_fraction,
-    seed=P.training.seed,
-    desc="radio reranker",
-)
+reranker, curve = train_reranker(P.models.encoder, groups, P.training, desc="radio reranker")
 val_curve = curve[curve.split == "val"]
-fig, ax = plt.subplots(figsize=(6, 3.5))
-sns.lineplot(curve[curve.split == "train"].assign(loss=lambda d: d.loss.rolling(10, min_periods=1).mean()), x="step", y="loss", ax=ax, label="train (rolling mean)")
-sns.lineplot(val_curve, x="step", y="loss", marker="o", ax=ax, label="validation")
-ax.set(title="RADIO reranker: contrastive loss", ylabel="KL(one-hot ‖ softmax(scores))")
-plots.save(fig, "figures/radio_training_curve.png")
+plots.training_curve(curve, "RADIO reranker: contrastive loss", "KL(one-hot ‖ softmax(scores))", "figures/radio_training_curve.png")
 
 # %% [markdown]
 # ## Answers on the test split
@@ -149,7 +136,7 @@ if gainrag_path.exists():
 variants["radio"] = summary["radio"]
 comparison = radio_lib.comparison_table(variants)
 paired = {
-    v: {m: radio_lib.paired_difference(answers, df, m, P.rag.n_bootstrap, P.data.seed) for m in ("em", "f1")}
+    v: {m: paired_difference(answers, df, m, P.rag.n_bootstrap, P.data.seed) for m in ("em", "f1")}
     for v, df in baseline_answers.groupby("variant", sort=False)
 }
 table = comparison.pivot(index="variant", columns="metric", values="mean").loc[list(variants)]
@@ -188,7 +175,7 @@ plots.save(fig, "figures/radio_em_f1.png")
 examples = answers.merge(test[["qid", "question", "answers"]], on="qid").head(6)
 examples[["question", "answers", "answer", "f1"]]
 
-# %%
+# %% tags=["findings"]
 r, ref = summary["radio"], variants.get("reranker")
 versus = (
     f"The stage-03 relevance reranker, trained on the same budget, reaches EM {ref['em']['mean']:.3f} / F1 {ref['f1']['mean']:.3f}"

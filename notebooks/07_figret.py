@@ -46,8 +46,8 @@ from ragalign import params, plots
 from ragalign.data import load_passages, load_questions
 from ragalign.io import write_json, write_parquet
 from ragalign.lm import LM
-from ragalign.metrics import bootstrap_ci
-from ragalign.rag import PassageStore, answer_questions, summarise
+from ragalign.metrics import paired_difference
+from ragalign.rag import PassageStore, answer_questions, em_f1_table, summarise
 from ragalign.retrieval import DenseEncoder, corpus_strings, dense_search, retrieval_quality, to_ranking, top_pids
 from ragalign.seed import seed_everything
 
@@ -105,35 +105,24 @@ _, q0 = pool_quality(encoder, test, test_pool, base=True)
 ranked_train = {q: dense_ranked[q] for q in examined.qid}
 history = [{"round": 0, "split": "test (pool)", **q0}]
 history.append({"round": 0, "split": "train examined (pool)", **retrieval_quality(dense[dense.qid.isin(examined.qid)], examined, ks)})
-rounds, cost = [], []
-for r in range(1, F.rounds + 1):
-    ev, tok = lm.evaluations, lm.forward_tokens
-    rd = fg.collect_round(
-        lm, examined, ranked_train, store, round=r, top_k=P.rag.top_k, k=F.k, n_negatives=F.n_negatives, judge_batch=F.judge_batch, max_new_tokens=P.rag.max_new_tokens
-    )
-    cost.append({"round": r, "lm_evaluations": lm.evaluations - ev, "lm_forward_tokens": lm.forward_tokens - tok})
-    rd.curve = fg.train_retriever(encoder, rd.examples, passage_text, order="dual", desc=f"round {r}", **train_kwargs)
-    rounds.append(rd)
-    # reciprocal feedback: the updated retriever re-retrieves the examined train questions
-    train_rank, qt = pool_quality(encoder, examined, train_pool)
-    ranked_train = top_pids(train_rank)
-    history.append({"round": r, "split": "train examined (pool)", **qt})
-    history.append({"round": r, "split": "test (pool)", **pool_quality(encoder, test, test_pool)[1]})
-history = pd.DataFrame(history)
+rounds, later = fg.run_rounds(
+    lm,
+    encoder,
+    examined,
+    ranked_train,
+    store,
+    passage_text,
+    n_rounds=F.rounds,
+    pools={"train examined (pool)": (examined, train_pool), "test (pool)": (test, test_pool)},
+    ks=ks,
+    search_k=P.retrieval.k,
+    encode_batch_size=P.retrieval.encode_batch_size,
+    judge=dict(top_k=P.rag.top_k, k=F.k, n_negatives=F.n_negatives, judge_batch=F.judge_batch, max_new_tokens=P.rag.max_new_tokens),
+    train=train_kwargs,
+)
+history = pd.concat([pd.DataFrame(history), later], ignore_index=True)
 examples = pd.concat([fg.examples_table(rd.examples) for rd in rounds], ignore_index=True)
-per_round = pd.DataFrame(
-    [
-        {
-            "round": rd.round,
-            "examined": len(rd.served),
-            "poorly served": int(rd.served.poor.sum()),
-            "gold missing from top-k": int((~rd.served.gold_in_top_k).sum()),
-            "answered wrong (gold in top-k)": int((rd.served.em == 0).sum()),
-            **{o: int((examples[(examples["round"] == rd.round)].objective == o).sum()) for o in fg.OBJECTIVES},
-        }
-        for rd in rounds
-    ]
-).merge(pd.DataFrame(cost), on="round")
+per_round = fg.round_table(rounds)
 per_round
 
 # %% [markdown]
@@ -150,10 +139,7 @@ separation = pd.DataFrame(
     }
 ).rename(index={True: "gold", False: "non-gold"})
 separation.loc["complete set / incomplete set", "comprehensiveness"] = sets[sets.complete].comprehensiveness.mean() - sets[~sets.complete].comprehensiveness.mean()
-auc = {
-    c: float(np.mean([(g > n) + 0.5 * (g == n) for g in judged[judged.is_gold][c] for n in judged[~judged.is_gold][c]])) if judged.is_gold.any() and (~judged.is_gold).any() else float("nan")
-    for c in ("relevance", "purity")
-}
+auc = fg.judge_auc(judged)
 display(separation.round(3))
 examples.groupby(["round", "objective"]).agg(n=("qid", "size"), questions=("qid", "nunique"), mean_margin=("margin", "mean"), negatives=("n_negatives", "mean")).round(3)
 
@@ -181,32 +167,12 @@ idx, scores = dense_search(new_emb, encoder.embed(test.question.tolist(), P.retr
 ranking = to_ranking(test.qid, idx, scores, passages.pid, "figret")
 quality = {"figret": retrieval_quality(ranking, test, ks), "dense": retrieval_quality(dense[dense.qid.isin(test.qid)], test, ks)}
 answers = answer_questions(lm, test, top_pids(ranking, P.rag.top_k), store, "figret", P.rag.max_new_tokens)
-summary = summarise(answers, P.rag.n_bootstrap)["figret"]
-# stage 03 (a dependency of this stage) gives the dense and reranker answers to compare with
-nan_ci = {"mean": float("nan"), "lo": float("nan"), "hi": float("nan")}
-if Path("results/metrics/baselines.json").exists():
-    with open("results/metrics/baselines.json") as fh:
-        baselines = json.load(fh)
-    base_answers = pd.read_parquet("results/baselines/answers.parquet")
-    paired = answers.merge(base_answers[base_answers.variant == "dense"], on="qid", suffixes=("", "_dense"))
-    diff = {m: bootstrap_ci(paired[m] - paired[f"{m}_dense"], P.rag.n_bootstrap) for m in ("em", "f1")}
-else:
-    display(Markdown("**Stage 03 outputs are missing: the comparison with the baselines is left empty (NaN).**"))
-    baselines = {v: {"em": nan_ci, "f1": nan_ci, "n": 0} for v in ("dense", "reranker")}
-    diff = {"em": nan_ci, "f1": nan_ci}
-table = pd.DataFrame(
-    {
-        v: {
-            **{f"R@{k}": quality.get(v, {}).get(f"recall@{k}", np.nan) for k in ks},
-            "EM": d["em"]["mean"],
-            "EM 95% CI": f"[{d['em']['lo']:.3f}, {d['em']['hi']:.3f}]",
-            "F1": d["f1"]["mean"],
-            "F1 95% CI": f"[{d['f1']['lo']:.3f}, {d['f1']['hi']:.3f}]",
-        }
-        for v, d in (("dense", baselines["dense"]), ("reranker", baselines["reranker"]), ("figret", summary))
-    }
-).T
-table
+summary = summarise(answers, P.rag.n_bootstrap, seed=P.data.seed)["figret"]
+baselines = json.loads(Path("results/metrics/baselines.json").read_text())
+base_answers = pd.read_parquet("results/baselines/answers.parquet")
+diff = {m: paired_difference(answers, base_answers[base_answers.variant == "dense"], m, P.rag.n_bootstrap, P.data.seed) for m in ("em", "f1")}
+compared = {"dense": baselines["dense"], "reranker": baselines["reranker"], "figret": summary}
+em_f1_table(compared, {f"R@{k}": {v: q[f"recall@{k}"] for v, q in quality.items()} for k in ks})
 
 # %% [markdown]
 # ## Ablations (one round, same round-1 examples, test pool)
@@ -234,7 +200,7 @@ else:
     abl = pd.DataFrame(columns=["variant", *[f"recall@{k}" for k in ks], "mrr", "n_examples"])
 abl
 
-# %%
+# %% tags=["findings"]
 t, d = quality["figret"], quality["dense"]
 kk = P.rag.top_k
 Markdown(

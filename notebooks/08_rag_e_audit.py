@@ -344,7 +344,7 @@ headline = pd.DataFrame(
 ).set_index("variant")
 headline
 
-# %%
+# %% tags=["findings"]
 orig = {v: summary[(v, "original")] for v, _ in summary}
 w_lo, w_hi = min(s["wasted"]["mean"] for s in orig.values()), max(s["wasted"]["mean"] for s in orig.values())
 n_lo, n_hi = min(s["noise"]["mean"] for s in orig.values()), max(s["noise"]["mean"] for s in orig.values())

@@ -123,7 +123,7 @@ caption = (
 )
 Markdown(headline + "\n" + caption)
 
-# %%
+# %% tags=["findings"]
 best_aligned = table.loc[["GainRAG", "RADIO", "FiGRet"]].f1.idxmax()
 rr = table.loc["relevance reranker"]
 ba = table.loc[best_aligned]

@@ -169,3 +169,61 @@ def test_train_retriever_returns_a_curve_and_keeps_the_best_epoch(tiny_encoder):
     _, held_out = split_groups(examples, 0.34, 0)
     assert figret._eval_loss(tiny_encoder, held_out, TEXTS, 0.05, 32) == pytest.approx(val.min(), abs=1e-5)
 
+
+
+# ---- the rounds ---------------------------------------------------------------------------
+def test_rounds_re_retrieve_with_the_trained_encoder_and_count_their_cost(monkeypatch):
+    examined = pd.DataFrame({"qid": ["q1", "q2"], "question": ["a?", "b?"], "gold_pids": [["g1"], ["g2"]]})
+    test = pd.DataFrame({"qid": ["t1"], "question": ["c?"], "gold_pids": [["g3"]]})
+
+    class CountingLM:
+        evaluations = forward_tokens = 0
+
+    seen_rankings, trained = [], []
+
+    def fake_collect(lm, questions, ranked, store, *, round, **judge):
+        seen_rankings.append({q: list(r) for q, r in ranked.items()})
+        lm.evaluations += 10 * round
+        lm.forward_tokens += 100
+        served = pd.DataFrame({"qid": questions.qid, "gold_in_top_k": [False, True], "em": [np.nan, 0.0], "poor": [True, True]})
+        examples = [Example("q1", "a?", "relevance", ("g1",), (("x",),), 1.0)]
+        return figret.Round(round, served, pd.DataFrame(), pd.DataFrame(), examples)
+
+    def fake_train(encoder, examples, texts, order, desc, **kwargs):
+        trained.append((order, desc, kwargs))
+        encoder["round"] += 1
+        return pd.DataFrame({"step": [0], "split": ["val"], "loss": [1.0]})
+
+    def fake_search(encoder, questions, pool, texts, k, method, batch_size=64, pool_emb=None):
+        # after round r the trained encoder puts gold first for r questions
+        rows = []
+        for i, q in enumerate(questions.itertuples()):
+            order = [q.gold_pids[0], "x"] if i < encoder["round"] else ["x", q.gold_pids[0]]
+            rows += [{"qid": q.qid, "rank": r, "pid": p, "score": 1.0 - r, "method": method} for r, p in enumerate(order)]
+        return pd.DataFrame(rows)
+
+    monkeypatch.setattr(figret, "collect_round", fake_collect)
+    monkeypatch.setattr(figret, "train_retriever", fake_train)
+    monkeypatch.setattr(figret, "search_pool", fake_search)
+    lm, encoder = CountingLM(), {"round": 0}
+    rounds, history = figret.run_rounds(
+        lm, encoder, examined, {"q1": ["x", "g1"], "q2": ["x", "g2"]}, None, {},
+        n_rounds=2, pools={"train examined (pool)": (examined, ["x", "g1", "g2"]), "test (pool)": (test, ["x", "g3"])},
+        ks=[1], search_k=2, encode_batch_size=8, judge={"top_k": 1}, train={"epochs": 1},
+    )
+    assert seen_rankings[1] == {"q1": ["g1", "x"], "q2": ["x", "g2"]}  # round 2 starts from round 1's retriever
+    assert [rd.cost["lm_evaluations"] for rd in rounds] == [10, 20]
+    assert [t[:2] for t in trained] == [("dual", "round 1"), ("dual", "round 2")] and trained[0][2] == {"epochs": 1}
+    assert history.set_index(["round", "split"])["recall@1"].to_dict() == {
+        (1, "train examined (pool)"): 0.5, (1, "test (pool)"): 1.0, (2, "train examined (pool)"): 1.0, (2, "test (pool)"): 1.0,
+    }
+    table = figret.round_table(rounds)
+    assert table.loc[0, ["examined", "poorly served", "gold missing from top-k", "answered wrong (gold in top-k)", "relevance"]].tolist() == [2, 2, 1, 1, 1]
+    assert table.lm_evaluations.tolist() == [10, 20]
+
+
+def test_judge_auc_counts_ties_half():
+    judged = pd.DataFrame({"is_gold": [True, True, False, False], "relevance": [2.0, 0.0, 0.0, -1.0], "purity": [0.0, 0.0, 1.0, 1.0]})
+    auc = figret.judge_auc(judged)
+    assert auc["relevance"] == pytest.approx((1 + 1 + 0.5 + 1) / 4) and auc["purity"] == 0.0
+    assert np.isnan(figret.judge_auc(judged[judged.is_gold])["relevance"])

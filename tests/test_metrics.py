@@ -1,7 +1,16 @@
 import numpy as np
+import pandas as pd
 import pytest
 
-from ragalign.metrics import bootstrap_ci, exact_match, f1_score, normalize_answer, recall_at_k, reciprocal_rank
+from ragalign.metrics import (
+    bootstrap_ci,
+    exact_match,
+    f1_score,
+    normalize_answer,
+    paired_difference,
+    recall_at_k,
+    reciprocal_rank,
+)
 
 
 def test_normalisation():
@@ -36,3 +45,24 @@ def test_recall_and_mrr():
     assert recall_at_k(["a", "b", "c"], ["c", "d"], 3) == 0.5
     assert reciprocal_rank(["a", "b", "c"], ["c"]) == pytest.approx(1 / 3)
     assert reciprocal_rank(["a"], ["z"]) == 0
+
+
+def test_paired_difference():
+    a = pd.DataFrame({"qid": ["x", "y", "z"], "f1": [1.0, 0.5, 0.0]})
+    b = pd.DataFrame({"qid": ["z", "y", "w"], "f1": [0.0, 0.0, 1.0]})  # paired on y, z only
+    diff = paired_difference(a, b, "f1", n_boot=50, seed=0)
+    assert diff["n"] == 2 and diff["mean"] == 0.25 and diff["lo"] <= 0.25 <= diff["hi"]
+
+
+def test_em_f1_table_formats_intervals_and_extra_columns():
+    from ragalign.rag import em_f1_table
+
+    summary = {
+        "dense": {"em": {"mean": 0.1, "lo": 0.05, "hi": 0.15}, "f1": {"mean": 0.2, "lo": 0.1, "hi": 0.3}, "n": 10},
+        "oracle": {"em": {"mean": 0.3, "lo": 0.2, "hi": 0.4}, "f1": {"mean": 0.5, "lo": 0.4, "hi": 0.6}, "n": 10},
+    }
+    table = em_f1_table(summary, {"R@1": {"dense": 0.4}})
+    assert list(table.index) == ["dense", "oracle"]
+    assert list(table.columns) == ["EM", "EM 95% CI", "F1", "F1 95% CI", "R@1"]
+    assert table.loc["oracle", "F1 95% CI"] == "[0.400, 0.600]" and table.loc["dense", "R@1"] == 0.4
+    assert pd.isna(table.loc["oracle", "R@1"])

@@ -8,6 +8,8 @@ must resume from its cache and finish with the same results.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import shutil
@@ -207,3 +209,35 @@ def test_interrupted_stage_resumes_from_cache(tiny_repo):
     assert cached > 0, "the stage never wrote to its cache before it was killed"
     run([sys.executable, "-m", "ragalign.runner", "03_rag_baselines"], repo, env)
     assert (repo / "results/metrics/baselines.json").read_bytes() == reference
+
+
+def test_queued_sweep_gives_a_comparison_table(tiny_repo):
+    """The README's sweep: queue a grid over gain.alpha, run the queue, compare with `dvc exp show`."""
+    repo, _, env = tiny_repo
+    env = {**env, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org"}
+    dvc = [sys.executable, "-m", "dvc"]
+    # the state a clone has after `dvc pull` and a finished `dvc repro`: data tracked by DVC, results committed
+    # (`dvc commit`: the resume test above re-ran stage 03 outside DVC, so its wall time changed)
+    run([*dvc, "add", "data"], repo, env)
+    run([*dvc, "commit", "--force"], repo, env)
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "commit", "-q", "-m", "tiny study"], repo, env)
+    run([*dvc, "exp", "run", "--queue", "-S", "gain.alpha=0,0.5,1"], repo, env)
+    run([*dvc, "queue", "start"], repo, env)
+    deadline = time.time() + 1500
+    while time.time() < deadline:
+        status = run([*dvc, "queue", "status"], repo, env).stdout
+        if not any(word in status for word in ("Queued", "Running")):
+            break
+        time.sleep(5)
+    assert status.count("Success") == 3, status
+    table = run([*dvc, "exp", "show", "--csv"], repo, env).stdout
+    experiments = [r for r in csv.DictReader(io.StringIO(table)) if r["State"] == "Success"]
+    assert sorted(float(r["gain.alpha"]) for r in experiments) == [0.0, 0.5, 1.0], table
+    assert all(r["variants.GainRAG.f1"] not in ("", "-") for r in experiments)
+    # α weights the contrastive term of the gain labels, so each experiment labelled differently
+    assert len({r["labels.label_mean"] for r in experiments}) == 3
+    # the README's readable form of the same comparison
+    keep = "Experiment|gain.alpha|variants.GainRAG.(f1|warg)$|labels.label_mean"
+    shown = run([*dvc, "exp", "show", "--drop", ".*", "--keep", keep], repo, env).stdout
+    assert "gain.alpha" in shown and "variants.GainRAG.f1" in shown

@@ -129,13 +129,6 @@ def test_metric_variants_and_comparison_table():
     assert len(table) == 4 and set(table.metric) == {"em", "f1"}
 
 
-def test_paired_difference():
-    a = pd.DataFrame({"qid": ["x", "y", "z"], "f1": [1.0, 0.5, 0.0]})
-    b = pd.DataFrame({"qid": ["z", "y", "w"], "f1": [0.0, 0.0, 1.0]})  # paired on y, z only
-    diff = R.paired_difference(a, b, "f1", n_boot=50, seed=0)
-    assert diff["n"] == 2 and diff["mean"] == 0.25 and diff["lo"] <= 0.25 <= diff["hi"]
-
-
 def test_gold_agreement():
     ranking = pd.DataFrame({"qid": ["q"] * 3 + ["r"] * 3, "rank": [0, 1, 2] * 2, "pid": ["g1", "x", "g2", "x", "y", "g3"]})
     questions = pd.DataFrame({"qid": ["q", "r"], "gold_pids": [["g1", "g2"], ["g3"]]})

@@ -2,6 +2,7 @@ import pandas as pd
 import pytest
 import torch
 
+from ragalign.params import TrainingParams
 from ragalign.rerank import (
     CrossEncoder,
     Group,
@@ -9,7 +10,7 @@ from ragalign.rerank import (
     relevance_groups,
     rerank,
     split_groups,
-    train_listwise,
+    train_reranker,
 )
 
 
@@ -40,8 +41,10 @@ def test_training_learns_a_toy_relevance_task():
              ("How many legs has a spider?", "A spider has eight legs."), ("What colour is the sky?", "The sky is blue.")]
     noise = ["Bananas are yellow fruit.", "The stock market fell today.", "Chess is a board game."]
     groups = [Group(f"q{i}", q, (a, *noise), (1.0, 0.0, 0.0, 0.0)) for i, (q, a) in enumerate(facts)] * 2
-    model = CrossEncoder("minilm-l6", max_length=64)
-    curve = train_listwise(model, groups, epochs=3, lr=5e-5, batch_size=2, val_fraction=0.2, seed=0, desc="toy")
+    budget = TrainingParams(epochs=3, lr=5e-5, batch_size=2, group_size=4, max_length=64, val_fraction=0.2, seed=0)
+    model, curve = train_reranker("minilm-l6", groups, budget, desc="toy")
+    assert isinstance(model, CrossEncoder) and model.max_length == 64
+    assert curve.epoch.max() == 3 and curve[curve.split == "train"].step.max() == 3 * 5  # 10 train groups, 2 a step
     train_loss = curve[curve.split == "train"].loss
     assert train_loss.iloc[-3:].mean() < train_loss.iloc[:3].mean()
     questions = pd.DataFrame({"qid": ["x"], "question": ["Where is the Eiffel Tower?"]})

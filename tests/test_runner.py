@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from ragalign.runner import strip_volatile
+from ragalign.runner import findings_first, strip_volatile
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,6 +27,35 @@ def test_strip_volatile_drops_timings_and_stderr_only():
     assert out["cells"][0]["metadata"] == {"tags": ["parameters"]}
     assert out["cells"][0]["id"] == "cell-000"
     assert out["cells"][0]["outputs"] == [{"name": "stdout", "output_type": "stream", "text": "kept"}]
+
+
+def test_findings_open_the_report():
+    findings = {"text/markdown": "Recall rose from **0.70** to 0.74.", "text/plain": "<Markdown>"}
+    nb = {
+        "cells": [
+            {"cell_type": "markdown", "metadata": {}, "source": "# 02 · retrieval\nWhat does dense add?"},
+            {"cell_type": "code", "metadata": {}, "outputs": []},
+            {"cell_type": "code", "metadata": {"tags": ["findings"]}, "outputs": [{"output_type": "execute_result", "data": findings}]},
+        ]
+    }
+    out = strip_volatile(findings_first(nb))
+    assert [c["cell_type"] for c in out["cells"]] == ["markdown", "markdown", "code", "code"]
+    assert out["cells"][1]["source"] == "## What it found\n\nRecall rose from **0.70** to 0.74."
+    assert out["cells"][1]["id"] == "cell-001"  # deterministic, like every other cell id
+    # a notebook without a findings output is left as it is
+    bare = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": "# x"}]}
+    assert findings_first(json.loads(json.dumps(bare))) == bare
+
+
+def test_every_stage_notebook_ends_with_one_findings_cell():
+    import jupytext
+
+    for source in sorted((ROOT / "notebooks").glob("*.py")):
+        cells = jupytext.read(source).cells
+        tagged = [i for i, c in enumerate(cells) if "findings" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, f"{source.name}: {len(tagged)} cells tagged 'findings'"
+        assert "Markdown(" in cells[tagged[0]].source, source.name
+        assert cells[0].cell_type == "markdown", f"{source.name} must open with the question it asks"
 
 
 def test_every_stage_has_a_notebook_paired_with_its_report():

@@ -42,7 +42,7 @@ from ragalign.cache import make_key
 from ragalign.lm import LM
 from ragalign.rag import PassageStore, answer_questions
 from ragalign.rerank import split_groups
-from ragalign.retrieval import DenseEncoder, dense_search, to_ranking
+from ragalign.retrieval import DenseEncoder, dense_search, retrieval_quality, to_ranking, top_pids
 from ragalign.seed import seed_everything
 
 OBJECTIVES = ("relevance", "comprehensiveness", "purity")
@@ -360,6 +360,7 @@ class Round:
     sets: pd.DataFrame
     examples: list[Example]
     curve: pd.DataFrame | None = None
+    cost: dict[str, int] | None = None
 
 
 def collect_round(
@@ -383,6 +384,73 @@ def collect_round(
     return Round(round, served, passages, sets, examples)
 
 
+def run_rounds(
+    lm: LM,
+    encoder: DenseEncoder,
+    examined: pd.DataFrame,
+    ranked: dict[str, list[str]],
+    store: PassageStore,
+    texts: dict[str, str],
+    *,
+    n_rounds: int,
+    pools: dict[str, tuple[pd.DataFrame, Sequence[str]]],
+    ks: Sequence[int],
+    search_k: int,
+    encode_batch_size: int,
+    judge: dict,
+    train: dict,
+) -> tuple[list[Round], pd.DataFrame]:
+    """FiGRet's reciprocal feedback: ``n_rounds`` of collect -> judge -> train -> re-retrieve.
+
+    ``encoder`` is trained in place. ``ranked`` is the starting ranking of the ``examined``
+    questions; after each round they are re-retrieved in ``pools["train examined (pool)"]``.
+    ``pools`` maps a split name to (questions, candidate pids); each is measured after every round.
+    ``judge`` holds :func:`collect_round`'s keywords (top_k, k, n_negatives, judge_batch,
+    max_new_tokens), ``train`` :func:`train_retriever`'s. Returns the rounds (with their LLM cost)
+    and one history row per (round, split) with the retrieval quality.
+    """
+    rounds, history = [], []
+    for r in range(1, n_rounds + 1):
+        evaluations, tokens = lm.evaluations, lm.forward_tokens
+        rd = collect_round(lm, examined, ranked, store, round=r, **judge)
+        rd.cost = {"lm_evaluations": lm.evaluations - evaluations, "lm_forward_tokens": lm.forward_tokens - tokens}
+        rd.curve = train_retriever(encoder, rd.examples, texts, order="dual", desc=f"round {r}", **train)
+        rounds.append(rd)
+        for split, (questions, pool) in pools.items():
+            ranking = search_pool(encoder, questions, pool, texts, search_k, "figret", encode_batch_size)
+            history.append({"round": r, "split": split, **retrieval_quality(ranking, questions, ks)})
+            if split == "train examined (pool)":
+                ranked = top_pids(ranking)
+    return rounds, pd.DataFrame(history)
+
+
+def round_table(rounds: Sequence[Round]) -> pd.DataFrame:
+    """One row per round: questions examined and poorly served (and why), examples per objective, LLM cost."""
+    rows = []
+    for rd in rounds:
+        objectives = pd.Series([e.objective for e in rd.examples], dtype=object)
+        rows.append(
+            {
+                "round": rd.round,
+                "examined": len(rd.served),
+                "poorly served": int(rd.served.poor.sum()),
+                "gold missing from top-k": int((~rd.served.gold_in_top_k).sum()),
+                "answered wrong (gold in top-k)": int((rd.served.em == 0).sum()),
+                **{o: int((objectives == o).sum()) for o in OBJECTIVES},
+                **(rd.cost or {}),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def judge_auc(judged: pd.DataFrame, criteria: Sequence[str] = ("relevance", "purity")) -> dict[str, float]:
+    """P(a gold passage's judgement > a non-gold one's), ties counting half (0.5 is chance), per criterion."""
+    gold, other = judged[judged.is_gold], judged[~judged.is_gold]
+    if gold.empty or other.empty:
+        return {c: float("nan") for c in criteria}
+    return {c: float(np.mean([(g > n) + 0.5 * (g == n) for g in gold[c] for n in other[c]])) for c in criteria}
+
+
 ABLATIONS = (
     ("no curriculum (shuffled)", OBJECTIVES, "shuffled"),
     ("relevance only", ("relevance",), "dual"),
@@ -399,8 +467,6 @@ def run_ablations(
     Returns (quality within the pool per variant: ``variant, recall@k..., mrr, n_examples``; the
     training curves with a ``variant`` column).
     """
-    from ragalign.retrieval import retrieval_quality
-
     rows, curves = [], []
     for name, objectives, order in ABLATIONS:
         encoder = make_encoder()

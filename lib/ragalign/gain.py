@@ -443,13 +443,3 @@ def drop_pseudo(ranking: pd.DataFrame, method: str | None = None) -> pd.DataFram
 def context_texts(contexts: dict[str, list[str]], text_of) -> dict[str, list[str]]:
     """qid -> generator texts of its context pids (``text_of`` maps pid -> text, pseudo pids included)."""
     return {qid: [text_of[p] for p in pids] for qid, pids in contexts.items()}
-
-
-def paired_difference(answers: pd.DataFrame, variant: str, other: pd.DataFrame, metric: str, n_boot: int, seed: int) -> dict:
-    """Bootstrap interval of the per-question difference ``variant - other`` in ``metric`` (paired by qid)."""
-    from ragalign.metrics import bootstrap_ci
-
-    a = answers[answers.variant == variant].set_index("qid")[metric]
-    b = other.set_index("qid")[metric]
-    common = a.index.intersection(b.index)
-    return bootstrap_ci((a[common] - b[common]).to_numpy(), n_boot, seed) | {"n": len(common)}

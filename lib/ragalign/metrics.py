@@ -6,8 +6,12 @@ import re
 import string
 from collections import Counter
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = set(string.punctuation)
@@ -51,6 +55,17 @@ def bootstrap_ci(values: Sequence[float], n_boot: int = 1000, seed: int = 0, lev
     means = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1)
     lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
     return {"mean": round(float(x.mean()), 4), "lo": round(float(lo), 4), "hi": round(float(hi), 4)}
+
+
+def paired_difference(answers: pd.DataFrame, other: pd.DataFrame, metric: str, n_boot: int = 1000, seed: int = 0) -> dict[str, float]:
+    """Bootstrap interval of the per-question difference ``answers - other`` in ``metric``.
+
+    Both frames hold one variant's answers (columns ``qid`` and ``metric``); they are paired on the
+    questions they share, in qid order, and ``n`` says how many that is.
+    """
+    a, b = answers.set_index("qid")[metric], other.set_index("qid")[metric]
+    common = a.index.intersection(b.index).sort_values()
+    return bootstrap_ci((a[common] - b[common]).to_numpy(), n_boot, seed) | {"n": len(common)}
 
 
 def recall_at_k(ranked: Sequence[str], gold: Sequence[str], k: int) -> float:

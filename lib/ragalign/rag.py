@@ -96,3 +96,23 @@ def summarise(answers: pd.DataFrame, n_boot: int, seed: int = 0) -> dict[str, di
             "n": len(df),
         }
     return out
+
+
+def em_f1_table(summary: dict[str, dict], extra: dict[str, dict[str, object]] | None = None) -> pd.DataFrame:
+    """One row per variant of a :func:`summarise` result: EM and F1 with their 95% intervals.
+
+    ``extra`` adds columns: ``{column: {variant: value}}`` (NaN where a variant has none).
+    """
+    rows = {
+        variant: {
+            "EM": s["em"]["mean"],
+            "EM 95% CI": f"[{s['em']['lo']:.3f}, {s['em']['hi']:.3f}]",
+            "F1": s["f1"]["mean"],
+            "F1 95% CI": f"[{s['f1']['lo']:.3f}, {s['f1']['hi']:.3f}]",
+        }
+        for variant, s in summary.items()
+    }
+    table = pd.DataFrame(rows).T
+    for column, values in (extra or {}).items():
+        table[column] = pd.Series(values, dtype=object).reindex(table.index)
+    return table

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from ragalign.lm import LM
-from ragalign.metrics import bootstrap_ci, recall_at_k, reciprocal_rank
+from ragalign.metrics import recall_at_k, reciprocal_rank
 from ragalign.rerank import Group, kl_listwise_loss
 
 # The paper's system prompt, as one user turn (ragalign.lm.LM prompts are one user message).
@@ -198,13 +198,6 @@ def metric_variants(metrics: Mapping, keep: Sequence[str] | None = None) -> dict
         if isinstance(value, Mapping) and all(isinstance(value.get(m), Mapping) and "mean" in value[m] for m in ("em", "f1")):
             out[name] = {m: dict(value[m]) for m in ("em", "f1")} | ({"n": value["n"]} if "n" in value else {})
     return out
-
-
-def paired_difference(answers: pd.DataFrame, other: pd.DataFrame, metric: str, n_boot: int, seed: int) -> dict[str, float]:
-    """Bootstrap interval of the per-question difference ``answers - other`` in ``metric``, paired by qid."""
-    a, b = answers.set_index("qid")[metric], other.set_index("qid")[metric]
-    common = a.index.intersection(b.index).sort_values()
-    return bootstrap_ci((a[common] - b[common]).to_numpy(), n_boot, seed) | {"n": len(common)}
 
 
 def comparison_table(variants: Mapping[str, Mapping]) -> pd.DataFrame:

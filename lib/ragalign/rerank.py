@@ -13,6 +13,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,9 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from ragalign.models import load_encoder, load_encoder_tokenizer
 from ragalign.seed import seed_everything
+
+if TYPE_CHECKING:
+    from ragalign.params import TrainingParams
 
 
 @dataclass(frozen=True)
@@ -211,6 +215,26 @@ def train_listwise(
     model.model.load_state_dict(best[1])
     model.model.eval()
     return pd.DataFrame(curve)
+
+
+def train_reranker(encoder: str, groups: Sequence[Group], budget: TrainingParams, desc: str) -> tuple[CrossEncoder, pd.DataFrame]:
+    """A fresh ``encoder`` cross-encoder trained on ``groups`` with the study's shared budget.
+
+    Every reranker of the study (relevance baseline, GainRAG selector, RADIO) comes from here, so
+    they differ only in their groups' targets. Returns the model and its training curve.
+    """
+    model = CrossEncoder(encoder, budget.max_length)
+    curve = train_listwise(
+        model,
+        groups,
+        epochs=budget.epochs,
+        lr=budget.lr,
+        batch_size=budget.batch_size,
+        val_fraction=budget.val_fraction,
+        seed=budget.seed,
+        desc=desc,
+    )
+    return model, curve
 
 
 def rerank(

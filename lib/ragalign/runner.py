@@ -45,6 +45,24 @@ def strip_volatile(nb: dict) -> dict:
     return nb
 
 
+def findings_first(nb: dict) -> dict:
+    """Open the report with what the stage found: copy the ``findings`` cell's text under the title.
+
+    Each notebook ends with a cell tagged ``findings`` that writes, from the numbers it computed, a
+    short Markdown paragraph. It can only run last, so the runner repeats its output as a Markdown
+    cell right after the opening cell (the question the stage asks); the reader gets both at once.
+    """
+    cells = nb.get("cells", [])
+    tagged = [c for c in cells if "findings" in c.get("metadata", {}).get("tags", [])]
+    texts = [o["data"]["text/markdown"] for c in tagged for o in c.get("outputs", []) if "text/markdown" in o.get("data", {})]
+    if not texts or not cells:
+        return nb
+    text = "".join(texts[-1]) if isinstance(texts[-1], list) else texts[-1]
+    cell = {"cell_type": "markdown", "id": "findings", "metadata": {"tags": ["findings-summary"]}, "source": "## What it found\n\n" + text}
+    nb["cells"] = cells[:1] + [cell] + cells[1:]
+    return nb
+
+
 def run_stage(stage: str, params_path: str = "params.yaml", root: str | Path = ".") -> Path:
     """Execute a stage notebook and return the path of its report."""
     import jupytext
@@ -72,7 +90,7 @@ def run_stage(stage: str, params_path: str = "params.yaml", root: str | Path = "
             )
         finally:
             if out_nb.exists():
-                nb = strip_volatile(json.loads(out_nb.read_text()))
+                nb = strip_volatile(findings_first(json.loads(out_nb.read_text())))
                 atomic_write_text(report, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     timing = {"stage": stage, "wall_s": round(time.time() - start, 1), "peak_rss_mib": round(peak_mib)}
