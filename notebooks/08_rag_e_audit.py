@@ -45,8 +45,7 @@ from ragalign.data import load_passages, load_questions
 from ragalign.io import write_json
 from ragalign.lm import LM
 from ragalign.rag import PassageStore, build_prompt, clean_answer
-from ragalign.rerank import CrossEncoder
-from ragalign.retrieval import DenseEncoder, passage_string
+from ragalign.retrieval import passage_string
 from ragalign.seed import seed_everything
 
 P = params.from_namespace(globals())
@@ -136,16 +135,7 @@ Markdown(
 )
 
 # %%
-rows = []
-for r in shap.itertuples():
-    ret = tops[r.variant][r.qid]
-    gen = alignment.generator_ranking(r.ids, r.shapley)
-    rows.append({"variant": r.variant, "qid": r.qid, "order": r.order, "gen": gen, **alignment.question_alignment(ret, gen, E.warg_p)})
-align = pd.DataFrame(rows)
-summary = {
-    (v, order): alignment.summarise(df.drop(columns=["variant", "qid", "order", "gen"]).to_dict("records"), P.rag.n_bootstrap, E.seed)
-    for (v, order), df in align.groupby(["variant", "order"], sort=False)
-}
+align, summary = alignment.audit(shap, tops, E.warg_p, P.rag.n_bootstrap, E.seed)
 p_mid = E.warg_p[len(E.warg_p) // 2]
 
 
@@ -275,26 +265,15 @@ conv_table
 # embeddings, so it gets no IG.
 
 # %%
-def retriever_model(v):
-    if v.kind == "bi-encoder":
-        enc = DenseEncoder(v.model or P.models.encoder, P.retrieval.max_length)
-        return lambda q, d: attribution.ig_bi_encoder(enc.model, enc.tokenizer, q, d, P.retrieval.max_length, E.ig_steps, E.ig_baseline)
-    ce = CrossEncoder.load(P.models.encoder, v.model, P.training.max_length)
-    return lambda q, d: attribution.ig_cross_encoder(ce.model, ce.tokenizer, q, d, P.training.max_length, E.ig_steps, E.ig_baseline)
-
-
 ig = {}
 for v in audited:
     if not v.differentiable or E.ig_questions == 0:
         continue
-    explain = retriever_model(v)
+    length = P.retrieval.max_length if v.kind == "bi-encoder" else P.training.max_length
+    explain = attribution.retriever_explainer(v.kind, v.model, P.models.encoder, length, E.ig_steps, E.ig_baseline)
     for q in test.qid.tolist()[: E.ig_questions]:
         ig[(v.name, q)] = explain(qtext[q], ret_text(tops[v.name][q][0]))
-ig_table = pd.DataFrame(
-    [{"variant": v, "qid": q, "score": t.score, "baseline score": t.baseline_score, "sum of attributions": t.total, "gap": t.gap, "relative gap": t.relative_gap,
-      "query share": float(np.abs(t.query_attr).sum() / max(1e-12, np.abs(t.query_attr).sum() + np.abs(t.doc_attr).sum()))}
-     for (v, q), t in ig.items()]
-)
+ig_table = attribution.ig_summary(ig)
 ig_table.round(4) if not ig_table.empty else Markdown("No differentiable variant available.")
 
 # %%
@@ -368,15 +347,6 @@ Markdown(
 )
 
 # %%
-def ci_block(s: dict) -> dict:
-    return {
-        "warg": {form: {f"{p:g}": s[f"warg_{form}@{p:g}"] for p in E.warg_p} for form in alignment.WARG_FORMS},
-        "wasted_retrieval": s["wasted"],
-        "noise_distraction": s["noise"],
-        "spearman": s["spearman"],
-    }
-
-
 metrics = {
     "config": {"k": E.k, "n_questions": len(test), "value": E.value, "shapley": method, "subsets_per_game": len(masks), "answer_scored": "cleaned"},
     "missing_variants": {r.variant: r.missing for r in missing.itertuples()},
@@ -384,8 +354,8 @@ metrics = {
         v.name: {
             "kind": v.kind,
             "answer_quality": quality[v.name],
-            "original": ci_block(summary[(v.name, "original")]),
-            "shuffled": ci_block(summary[(v.name, "shuffled")]),
+            "original": alignment.metrics_block(summary[(v.name, "original")], E.warg_p),
+            "shuffled": alignment.metrics_block(summary[(v.name, "shuffled")], E.warg_p),
             "ig": None if not v.differentiable else (
                 {"n": int((ig_table.variant == v.name).sum()), "mean_relative_gap": round(float(ig_table[ig_table.variant == v.name]["relative gap"].mean()), 4)}
                 if not ig_table.empty and (ig_table.variant == v.name).any() else None

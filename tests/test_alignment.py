@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from ragalign import alignment as AL
@@ -63,3 +64,24 @@ def test_rank_confusion():
     m = AL.rank_confusion([(list("abc"), list("abc")), (list("abc"), list("cba"))], 3)
     np.testing.assert_allclose(m.sum(1), 1.0)
     assert m[0, 0] == 0.5 and m[0, 2] == 0.5 and m[1, 1] == 1.0
+
+
+def test_audit_orders_documents_by_shapley_and_summarises_per_variant_and_order():
+    shap = pd.DataFrame(
+        {
+            "variant": ["dense", "dense", "dense"],
+            "qid": ["q1", "q2", "q1"],
+            "order": ["original", "original", "shuffled"],
+            "ids": [("a", "b", "c"), ("d", "e", "f"), ("c", "a", "b")],
+            "shapley": [[0.1, 0.5, 0.2], [0.9, 0.1, 0.0], [0.2, 0.1, 0.5]],
+        }
+    )
+    retrieved = {"dense": {"q1": ["a", "b", "c"], "q2": ["d", "e", "f"]}}
+    table, summary = AL.audit(shap, retrieved, [0.5], n_boot=20, seed=0)
+    assert table.gen.tolist() == [["b", "c", "a"], ["d", "e", "f"], ["b", "c", "a"]]
+    assert set(summary) == {("dense", "original"), ("dense", "shuffled")}
+    original = summary[("dense", "original")]
+    assert original["wasted"]["mean"] == 0.5  # q1: the retriever's top document is the generator's third
+    assert original["warg_ext@0.5"]["mean"] > 0
+    block = AL.metrics_block(original, [0.5])
+    assert set(block["warg"]) == set(AL.WARG_FORMS) and block["wasted_retrieval"] == original["wasted"]

@@ -128,3 +128,8 @@ def test_ig_completeness_cross_encoder(tiny_bert):
     ta = A.ig_cross_encoder(ce, tok, "what sat ?", "the dog sat on the mat", 32, steps=64, baseline="mask")
     assert ta.query_tokens == ["[CLS]", "what", "sat", "?", "[SEP]"]
     assert ta.relative_gap < 0.02
+
+
+def test_bm25_has_no_retriever_explainer():
+    with pytest.raises(ValueError, match="bm25"):
+        A.retriever_explainer("bm25", None, "minilm-l6", 64, 4, "unk")

@@ -9,6 +9,7 @@ must resume from its cache and finish with the same results.
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import os
@@ -98,9 +99,49 @@ socket.socket.connect_ex = lambda self, address: _guarded(self, address) or 0
 """
 
 
-@pytest.fixture(scope="module")
-def tiny_repo(tmp_path_factory):
-    repo = tmp_path_factory.mktemp("study")
+def squad_paragraph(i: int) -> dict:
+    """A SQuAD-format paragraph with two questions it answers."""
+    return {
+        "title": f"Town {i}",
+        "context": f"Person{i} was born in City{i}. City{i} is a port with {i + 3} bridges.",
+        "qas": [
+            {"id": f"s{i}a", "question": f"Where was Person{i} born?", "answers": [f"City{i}"]},
+            {"id": f"s{i}b", "question": f"How many bridges has City{i}?", "answers": [str(i + 3)]},
+        ],
+    }
+
+
+def nq_record(i: int) -> dict:
+    """An NQ-open record with its gold passage (and a non-gold one the reader must skip)."""
+    return {
+        "question": f"where was person{i} born",
+        "answers": [f"City{i}"],
+        "ctxs": [
+            {"title": f"Person{i}", "text": f"Person{i} was born in City{i}.", "hasanswer": True, "isgold": True},
+            {"title": "Noise", "text": "Unrelated text.", "hasanswer": False, "isgold": False},
+        ],
+        "nq_annotated_gold": {"title": f"Person{i}"},
+    }
+
+
+def write_benchmark(repo: Path, dataset: str, n: int = 40) -> None:
+    """A tiny benchmark in the dataset's own format, at the path the study reads it from."""
+    from ragalign.data import DEFAULT_PATHS
+
+    path = repo / DEFAULT_PATHS[dataset]
+    path.parent.mkdir(parents=True)
+    if dataset == "hotpotqa":
+        path.write_text("".join(json.dumps(hotpot_record(i, n_distractors=6)) + "\n" for i in range(n)))
+    elif dataset == "squad":
+        path.write_text(json.dumps([squad_paragraph(i) for i in range(n // 2)]))
+    else:
+        with gzip.open(path, "wt") as fh:
+            fh.write("".join(json.dumps(nq_record(i)) + "\n" for i in range(n)))
+
+
+def make_study(tmp_path_factory, dataset: str = "hotpotqa") -> tuple[Path, Path, dict]:
+    """A copy of the project (no data, results or caches) on a tiny benchmark, and its environment."""
+    repo = tmp_path_factory.mktemp(f"study_{dataset}")
     skip_top = {".git", ".venv", ".cache", "results", "data", "reports", "figures", "data.dvc", "dvc.lock", ".pytest_cache", ".ruff_cache"}
 
     def ignore(folder: str, names: list[str]) -> set[str]:
@@ -113,10 +154,10 @@ def tiny_repo(tmp_path_factory):
 
     shutil.copytree(ROOT, repo, ignore=ignore, dirs_exist_ok=True)
     (repo / "results" / "metrics").mkdir(parents=True)
-    bench = repo / "data" / "hotpotqa" / "hotpot_dev_distractor.jsonl"
-    bench.parent.mkdir(parents=True)
-    bench.write_text("".join(json.dumps(hotpot_record(i, n_distractors=6)) + "\n" for i in range(40)))
-    (repo / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
+    write_benchmark(repo, dataset)
+    params = tiny_params()
+    params["data"]["dataset"] = dataset
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     cache = tmp_path_factory.mktemp("cache")
     from ragalign.models import generator_path
@@ -136,6 +177,11 @@ def tiny_repo(tmp_path_factory):
     probe = subprocess.run([sys.executable, "-c", "import socket; socket.create_connection(('1.1.1.1', 443), timeout=5)"], env=env, capture_output=True, text=True)
     assert "network blocked by the offline test" in probe.stderr
     return repo, cache, env
+
+
+@pytest.fixture(scope="module")
+def tiny_repo(tmp_path_factory):
+    return make_study(tmp_path_factory)
 
 
 def snapshot(repo: Path) -> dict[str, bytes]:
@@ -241,3 +287,19 @@ def test_queued_sweep_gives_a_comparison_table(tiny_repo):
     keep = "Experiment|gain.alpha|variants.GainRAG.(f1|warg)$|labels.label_mean"
     shown = run([*dvc, "exp", "show", "--drop", ".*", "--keep", keep], repo, env).stdout
     assert "gain.alpha" in shown and "variants.GainRAG.f1" in shown
+
+
+@pytest.mark.parametrize("dataset", ["squad", "nq_open"])
+def test_the_whole_study_runs_on_the_other_benchmarks(tmp_path_factory, dataset):
+    """`data.dataset=squad|nq_open` runs every stage: one gold passage per question, their own formats."""
+    repo, _, env = make_study(tmp_path_factory, dataset)
+    run([sys.executable, "-m", "dvc", "repro"], repo, env)
+    missing = [str(p.relative_to(repo)) for p in stage_outputs(repo) if not p.exists()]
+    assert not missing, f"declared outputs missing: {missing}"
+    data = json.loads((repo / "results/metrics/data.json").read_text())
+    assert data["dataset"] == dataset and data["gold_passages_per_question"] == 1.0
+    summary = json.loads((repo / "results/metrics/summary.json").read_text())
+    assert {"dense top-k", "GainRAG", "RADIO", "FiGRet"} <= set(summary["variants"])
+    assert all(0 <= v["f1"] <= 1 for v in summary["variants"].values())
+    report = json.loads((repo / "reports/01_prepare_data.ipynb").read_text())
+    assert dataset in "".join(report["cells"][1]["source"])  # the findings name the benchmark

@@ -1,3 +1,4 @@
+import ast
 import json
 import subprocess
 import sys
@@ -76,3 +77,30 @@ def test_runner_rejects_bad_params_before_any_kernel(tmp_path):
     bad.write_text("gain:\n  alpha: -2\n")
     out = subprocess.run([sys.executable, "-m", "ragalign.runner", "01_prepare_data", "--params", str(bad)], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 1 and "gain.alpha" in out.stderr
+
+
+def _ragalign_imports(source: str) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module == "ragalign":
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ragalign."):
+            found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("ragalign.")}
+    return found
+
+
+def test_every_stage_depends_on_all_the_library_code_it_runs():
+    """dvc.yaml lists, per stage, every library module its notebook imports, directly or not (and the runner)."""
+    lib = ROOT / "lib" / "ragalign"
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        needed, todo = set(), list(_ragalign_imports((ROOT / "notebooks" / f"{name}.py").read_text()) | {"runner"})
+        while todo:
+            module = todo.pop()
+            if module not in needed:
+                needed.add(module)
+                todo += _ragalign_imports((lib / f"{module}.py").read_text())
+        declared = {Path(d).stem for d in stage["deps"] if d.startswith("lib/ragalign/")}
+        assert declared == needed, f"{name}: missing {sorted(needed - declared)}, not imported {sorted(declared - needed)}"

@@ -1,7 +1,14 @@
 import pandas as pd
 import pytest
 
-from ragalign.summary import context_gold_recall, inject_readme, markdown_table, readme_block, variant_rows
+from ragalign.summary import (
+    context_gold_recall,
+    inject_readme,
+    markdown_table,
+    readme_block,
+    timings_table,
+    variant_rows,
+)
 
 
 def answers_fixture():
@@ -43,3 +50,12 @@ def test_readme_injection_round_trip(tmp_path):
     (tmp_path / "bad.md").write_text("no markers")
     with pytest.raises(ValueError, match="markers"):
         inject_readme(tmp_path / "bad.md", "x")
+
+
+def test_timings_table_names_the_variants_each_stage_builds(tmp_path):
+    (tmp_path / "03_rag_baselines.json").write_text('{"stage": "03_rag_baselines", "wall_s": 300.0, "peak_rss_mib": 2048}')
+    (tmp_path / "05_selector_training.json").write_text('{"stage": "05_selector_training", "wall_s": 90.0, "peak_rss_mib": 1024}')
+    lines = timings_table(tmp_path).splitlines()
+    assert lines[2].startswith("| 03_rag_baselines | no retrieval, oracle (gold passages), BM25 top-k, dense top-k, relevance reranker | 5.0 min | 2.0 GiB |")
+    assert "GainRAG, α = 0" in lines[3] and "| 1.5 min | 1.0 GiB |" in lines[3]
+    assert lines[-1] == "| **total** | | **6.5 min** | |"

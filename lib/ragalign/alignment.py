@@ -18,9 +18,10 @@ score p^k > 0 (0.59 at p=0.9, k=5). Two extrapolated forms fix the scale to [0, 
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 from scipy.stats import spearmanr
 
 from ragalign.metrics import bootstrap_ci
@@ -105,3 +106,34 @@ def rank_confusion(pairs: Sequence[tuple[Sequence[Hashable], Sequence[Hashable]]
             if d in gen[:k]:
                 m[i, gen.index(d)] += 1
     return m / max(1, len(pairs))
+
+
+def audit(
+    shapley: pd.DataFrame, retrieved: Mapping[str, Mapping[str, Sequence[Hashable]]], ps: Sequence[float], n_boot: int, seed: int
+) -> tuple[pd.DataFrame, dict[tuple[str, str], dict[str, dict[str, float]]]]:
+    """Per-question alignment of every audited game, and its summary per (variant, order).
+
+    ``shapley`` has one row per game (``variant, qid, order, ids, shapley``); ``retrieved[variant][qid]``
+    is the retriever's ranking of the same documents. Returns the per-question table (with the
+    generator ranking in ``gen``) and ``{(variant, order): {number: {mean, lo, hi}}}``.
+    """
+    rows = []
+    for r in shapley.itertuples():
+        ret, gen = retrieved[r.variant][r.qid], generator_ranking(r.ids, r.shapley)
+        rows.append({"variant": r.variant, "qid": r.qid, "order": r.order, "gen": gen, **question_alignment(ret, gen, ps)})
+    table = pd.DataFrame(rows)
+    summary = {
+        (variant, order): summarise(df.drop(columns=["variant", "qid", "order", "gen"]).to_dict("records"), n_boot, seed)
+        for (variant, order), df in table.groupby(["variant", "order"], sort=False)
+    }
+    return table, summary
+
+
+def metrics_block(summary: Mapping[str, dict[str, float]], ps: Sequence[float]) -> dict:
+    """One (variant, order) summary as the metrics JSON stores it: WARG by form and p, failure rates, Spearman."""
+    return {
+        "warg": {form: {f"{p:g}": summary[f"warg_{form}@{p:g}"] for p in ps} for form in WARG_FORMS},
+        "wasted_retrieval": summary["wasted"],
+        "noise_distraction": summary["noise"],
+        "spearman": summary["spearman"],
+    }

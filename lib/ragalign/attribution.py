@@ -352,6 +352,46 @@ class TokenAttribution:
     def relative_gap(self) -> float:
         return abs(self.gap) / max(abs(self.score - self.baseline_score), 1e-12)
 
+    @property
+    def query_share(self) -> float:
+        """Share of the total |attribution| that falls on the query's tokens."""
+        q, d = np.abs(self.query_attr).sum(), np.abs(self.doc_attr).sum()
+        return float(q / max(1e-12, q + d))
+
+
+def retriever_explainer(
+    kind: str, model: str | None, encoder: str, max_length: int, steps: int, baseline: str
+) -> Callable[[str, str], TokenAttribution]:
+    """``explain(query, doc)``: IG of a differentiable retriever's score for one pair.
+
+    ``kind`` is ``bi-encoder`` (cosine of mean-pooled embeddings; ``model`` a fine-tuned encoder
+    directory, or None for the stage-02 ``encoder``) or ``cross-encoder`` (``model`` the saved
+    reranker directory). ``max_length`` is the retriever's own input length.
+    """
+    if kind == "bi-encoder":
+        from ragalign.retrieval import DenseEncoder
+
+        enc = DenseEncoder(model or encoder, max_length)
+        return lambda q, d: ig_bi_encoder(enc.model, enc.tokenizer, q, d, max_length, steps, baseline)
+    if kind == "cross-encoder":
+        from ragalign.rerank import CrossEncoder
+
+        ce = CrossEncoder.load(encoder, model, max_length)
+        return lambda q, d: ig_cross_encoder(ce.model, ce.tokenizer, q, d, max_length, steps, baseline)
+    raise ValueError(f"no Integrated Gradients for a {kind!r} retriever (bi-encoder or cross-encoder)")
+
+
+def ig_summary(explanations: Mapping[tuple[str, str], TokenAttribution]) -> pd.DataFrame:
+    """One row per explained (variant, qid): scores, completeness gap and the query's share."""
+    return pd.DataFrame(
+        [
+            {"variant": v, "qid": q, "score": t.score, "baseline score": t.baseline_score, "sum of attributions": t.total,
+             "gap": t.gap, "relative gap": t.relative_gap, "query share": t.query_share}
+            for (v, q), t in explanations.items()
+        ],
+        columns=["variant", "qid", "score", "baseline score", "sum of attributions", "gap", "relative gap", "query share"],
+    )
+
 
 def _lig(forward: Callable[[torch.Tensor], torch.Tensor], layer: torch.nn.Module, ids: torch.Tensor, base: torch.Tensor, steps: int) -> tuple[np.ndarray, float, float]:
     from captum.attr import LayerIntegratedGradients
