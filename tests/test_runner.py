@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from ragalign.runner import findings_first, strip_volatile
+from ragalign.runner import cell_timings, findings_first, strip_volatile
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,6 +28,22 @@ def test_strip_volatile_drops_timings_and_stderr_only():
     assert out["cells"][0]["metadata"] == {"tags": ["parameters"]}
     assert out["cells"][0]["id"] == "cell-000"
     assert out["cells"][0]["outputs"] == [{"name": "stdout", "output_type": "stream", "text": "kept"}]
+
+
+def test_cell_timings_lists_the_slowest_code_cells():
+    nb = {
+        "cells": [
+            {"cell_type": "markdown", "metadata": {"papermill": {"duration": 9.0}}, "source": "# title"},
+            {"cell_type": "code", "metadata": {"papermill": {"duration": 0.21}}, "source": "import x"},
+            {"cell_type": "code", "metadata": {"papermill": {"duration": 42.04}}, "source": ["labels = score(pairs)\n", "labels"]},
+            {"cell_type": "code", "metadata": {}, "source": "never ran"},
+        ]
+    }
+    assert cell_timings(nb) == [
+        {"cell": 2, "code": "labels = score(pairs)", "seconds": 42.0},
+        {"cell": 1, "code": "import x", "seconds": 0.2},
+    ]
+    assert cell_timings(nb, top=1) == [{"cell": 2, "code": "labels = score(pairs)", "seconds": 42.0}]
 
 
 def test_findings_open_the_report():

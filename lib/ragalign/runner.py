@@ -2,7 +2,8 @@
 
 ``python -m ragalign.runner 02_retrieval`` executes ``notebooks/02_retrieval.py`` with every
 section of ``params.yaml`` injected, writes the executed report to ``reports/02_retrieval.ipynb``
-and the stage's wall time and peak memory to ``results/timings/02_retrieval.json``.
+and the stage's wall time, peak memory and slowest cells (the per-step timings, also printed to
+the log) to ``results/timings/02_retrieval.json``.
 """
 
 from __future__ import annotations
@@ -45,6 +46,20 @@ def strip_volatile(nb: dict) -> dict:
     return nb
 
 
+def cell_timings(nb: dict, top: int = 5) -> list[dict]:
+    """The ``top`` slowest cells of an executed notebook: index, first source line and seconds.
+
+    Read from papermill's per-cell metadata before :func:`strip_volatile` removes it.
+    """
+    rows = []
+    for number, cell in enumerate(nb.get("cells", [])):
+        seconds = cell.get("metadata", {}).get("papermill", {}).get("duration")
+        if cell.get("cell_type") == "code" and seconds is not None:
+            source = "".join(cell.get("source", "")).strip().splitlines()
+            rows.append({"cell": number, "code": (source[0][:60] if source else ""), "seconds": round(float(seconds), 1)})
+    return sorted(rows, key=lambda r: -r["seconds"])[:top]
+
+
 def findings_first(nb: dict) -> dict:
     """Open the report with what the stage found: copy the ``findings`` cell's text under the title.
 
@@ -80,6 +95,7 @@ def run_stage(stage: str, params_path: str = "params.yaml", root: str | Path = "
     parameters = yaml.safe_load(Path(params_path).read_text()) or {}
     report = Path("reports") / f"{stage}.ipynb"
     start = time.time()
+    slowest: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         src_nb = Path(tmp) / f"{stage}.ipynb"
         jupytext.write(jupytext.read(source), src_nb)
@@ -90,12 +106,16 @@ def run_stage(stage: str, params_path: str = "params.yaml", root: str | Path = "
             )
         finally:
             if out_nb.exists():
-                nb = strip_volatile(findings_first(json.loads(out_nb.read_text())))
+                executed = findings_first(json.loads(out_nb.read_text()))
+                slowest = cell_timings(executed)  # numbered as the report's cells (cell-NNN)
+                nb = strip_volatile(executed)
                 atomic_write_text(report, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    timing = {"stage": stage, "wall_s": round(time.time() - start, 1), "peak_rss_mib": round(peak_mib)}
-    atomic_write_text(Path("results/timings") / f"{stage}.json", json.dumps(timing, indent=1) + "\n")
+    timing = {"stage": stage, "wall_s": round(time.time() - start, 1), "peak_rss_mib": round(peak_mib), "slowest_cells": slowest}
+    atomic_write_text(Path("results/timings") / f"{stage}.json", json.dumps(timing, indent=1, ensure_ascii=False) + "\n")
     print(f"[ragalign] {stage}: {timing['wall_s']} s, peak memory {timing['peak_rss_mib']} MiB -> {report}")
+    for row in slowest:
+        print(f"[ragalign]   cell {row['cell']:>3}: {row['seconds']:>7.1f} s  {row['code']}")
     return report
 
 
