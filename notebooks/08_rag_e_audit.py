@@ -244,7 +244,7 @@ if conv_q:
     reach = attribution.evaluations_to_reach(conv_curve, 0.95)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, y in zip(axes, ("spearman", "max_abs_error"), strict=True):
-        sns.lineplot(conv_curve, x="budget", y=y, hue="method", marker="o", errorbar=("ci", 95), ax=ax)
+        sns.lineplot(conv_curve, x="budget", y=y, hue="method", marker="o", errorbar=("ci", 95), seed=E.seed, ax=ax)
         ax.set(xscale="log", xlabel="generator evaluations (distinct subsets, at most)", title=f"{y} vs exact Shapley ({conv_variant.name}, k={E.convergence_k})")
         ax.set_xticks(budgets, [str(b) for b in budgets], fontsize=8)
         ax.minorticks_off()
