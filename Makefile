@@ -1,5 +1,6 @@
 # `make study`: set up .venv if missing, pull the benchmarks, run the whole pipeline.
 # `make test`:  set up .venv if missing, run the test suite.
+# `make smoke`: the real pipeline end to end on a tiny benchmark in a temporary copy (a few minutes).
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -7,7 +8,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: study test lint venv
+.PHONY: study test smoke lint venv
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@echo "[make] creating $(VENV) (pinned requirements, CPU torch first)"
@@ -33,6 +34,10 @@ study: venv
 test: venv
 	@echo "[make] running the tests"
 	$(PY) -m pytest -q -ra
+
+smoke: venv
+	@echo "[make] the whole pipeline on a tiny benchmark in a temporary copy (params.smoke.yaml)"
+	$(PY) -m ragalign.smoke
 
 lint: venv
 	$(VENV)/bin/ruff check lib tests notebooks bench

@@ -57,6 +57,7 @@ from ragalign.rag import PassageStore, answer_questions, em_f1_table, summarise
 from ragalign.rerank import CrossEncoder, rerank, train_reranker
 from ragalign.retrieval import corpus_strings
 from ragalign.seed import seed_everything
+from ragalign.validity import describe_failures, loss_gate, ranker_gate
 
 P = params.from_namespace(globals())
 seed_everything(P.training.seed)
@@ -80,7 +81,7 @@ def train_selector(label_col: str, desc: str):
     groups = selector_groups(
         labels, train, selector_text, P.training.group_size, P.training.seed, label_col=label_col, temperature=P.selector.temperature
     )
-    model, curve = train_reranker(P.models.encoder, groups, P.training, desc=desc)
+    model, curve = train_reranker(P.models.encoder, groups, P.training, desc=desc, prior_max_length=P.retrieval.max_length)
     return model, curve.assign(selector=desc), groups
 
 
@@ -99,12 +100,12 @@ val
 # %%
 candidates = selector_candidates(dense, P.selector.top_n, pseudo)
 rankings = {
-    "gainrag": rerank(selector, test, candidates, selector_text, "gainrag", desc="selector"),
-    "gainrag_alpha0": rerank(selector_a0, test, candidates, selector_text, "gainrag_alpha0", desc="selector α=0"),
+    "gainrag": rerank(selector, test, candidates, selector_text, "gainrag", desc="selector", priors=dense),
+    "gainrag_alpha0": rerank(selector_a0, test, candidates, selector_text, "gainrag_alpha0", desc="selector α=0", priors=dense),
 }
 rankings["gainrag_no_pseudo"] = drop_pseudo(rankings["gainrag"], "gainrag_no_pseudo")
 relevance = CrossEncoder.load(P.models.encoder, "results/baselines/reranker", P.training.max_length)
-rankings["no_distillation"] = rerank(relevance, test, candidates, selector_text, "no_distillation", desc="relevance reranker")
+rankings["no_distillation"] = rerank(relevance, test, candidates, selector_text, "no_distillation", desc="relevance reranker", priors=dense)
 dense_top = dense[dense.qid.isin(set(test.qid))]
 selection = pd.DataFrame(
     {
@@ -123,7 +124,7 @@ selection
 # ## Answers
 
 # %%
-lm = LM(P.models.generator, P.models.dtype, P.models.batch_tokens)
+lm = LM.from_params(P.models)
 store = PassageStore(passages, lm, P.rag.max_passage_tokens)
 
 
@@ -156,12 +157,32 @@ base_answers = pd.read_parquet("results/baselines/answers.parquet")
 others = {v: answers[answers.variant == v] for v in summary if v != "gainrag"}
 others.update({f"baseline:{v}": df for v, df in base_answers.groupby("variant", sort=False)})
 diffs = {
-    name: {m: paired_difference(answers[answers.variant == "gainrag"], df, m, P.rag.n_bootstrap, P.data.seed) for m in ("em", "f1")}
+    name: {m: paired_difference(answers[answers.variant == "gainrag"], df, m, P.rag.n_bootstrap, P.data.seed) for m in ("em", "f1", "gold_logprob")}
     for name, df in others.items()
 }
 compare = pd.DataFrame(
-    {n: {"ΔF1": d["f1"]["mean"], "ΔF1 95% CI": f"[{d['f1']['lo']:.3f}, {d['f1']['hi']:.3f}]", "ΔEM": d["em"]["mean"]} for n, d in diffs.items()}
+    {
+        n: {
+            "Δ gold log-prob": d["gold_logprob"]["mean"],
+            "95% CI": f"[{d['gold_logprob']['lo']:.3f}, {d['gold_logprob']['hi']:.3f}]",
+            "detectable (80% power)": d["gold_logprob"]["mde"],
+            "ΔF1": d["f1"]["mean"],
+            "ΔF1 95% CI": f"[{d['f1']['lo']:.3f}, {d['f1']['hi']:.3f}]",
+        }
+        for n, d in diffs.items()
+    }
 ).T
+top = f"dense_top{P.selector.top_k}"
+validity = {
+    "selector_heldout_loss": loss_gate(curve),
+    "selector_alpha0_heldout_loss": loss_gate(curve_a0),
+    "selector_vs_dense_ranking": ranker_gate(drop_pseudo(rankings["gainrag"]), dense_top, test),
+    "gold_at_top_k_vs_dense": {
+        "passed": bool(selection.loc["gainrag", "gold_at_top_k"] >= selection.loc[top, "gold_at_top_k"]),
+        "selector": float(selection.loc["gainrag", "gold_at_top_k"]),
+        "dense": float(selection.loc[top, "gold_at_top_k"]),
+    },
+}
 compare
 
 # %%
@@ -184,8 +205,21 @@ plots.save(fig, "figures/gain_em_f1.png")
 stats04 = json.loads(Path("results/gainrag/labelling_stats.json").read_text())
 g, a0, npd, nd = (summary[v]["f1"]["mean"] for v in ("gainrag", "gainrag_alpha0", "gainrag_no_pseudo", "no_distillation"))
 rr = baselines.get("reranker", {}).get("f1", {}).get("mean", float("nan"))
+def diff_text(d: dict) -> str:
+    sign = "above zero" if d["lo"] > 0 else "below zero" if d["hi"] < 0 else "including zero"
+    return f"{d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] ({sign}; detectable: {d['mde']:.3f})"
+
+
+vt = validity
 Markdown(
-    f"The GainRAG selector, trained on {len(groups)} labelled questions, answers the {len(test)} test questions with "
+    describe_failures(vt, {"selector_heldout_loss": "selector training lowered its held-out KL", "selector_alpha0_heldout_loss": "α = 0 selector lowered its held-out KL",
+                            "selector_vs_dense_ranking": "selector MRR >= dense MRR", "gold_at_top_k_vs_dense": "selector picks gold at least as often as dense top-1"})
+    + f"The selector's held-out KL went {vt['selector_heldout_loss']['start']} → {vt['selector_heldout_loss']['best']} "
+    f"(kept step {vt['selector_heldout_loss']['kept_step']}; step 0 is the dense ranking). It puts a gold passage first for "
+    f"{vt['gold_at_top_k_vs_dense']['selector']:.0%} of test questions against {vt['gold_at_top_k_vs_dense']['dense']:.0%} for dense. "
+    f"Gold-answer log-likelihood, paired: GainRAG − dense top-{P.selector.top_k} {diff_text(diffs[top]['gold_logprob'])}; "
+    f"GainRAG − relevance reranker on the same candidates (no distillation) {diff_text(diffs['no_distillation']['gold_logprob'])}. "
+    + f"The GainRAG selector, trained on {len(groups)} labelled questions, answers the {len(test)} test questions with "
     f"F1 {g:.3f} (EM {summary['gainrag']['em']['mean']:.3f}) from its top {P.selector.top_k} passage(s); it picks the "
     f"pseudo-passage for {selection.loc['gainrag', 'pseudo_selection_rate']:.0%} of questions. Ablations: α = 0 gives F1 {a0:.3f}, "
     f"no pseudo-passage {npd:.3f}, no distillation (relevance reranker on the same candidates) {nd:.3f}, dense "
@@ -212,6 +246,7 @@ write_json(
         "selection": selection.to_dict(orient="index"),
         "pseudo_selection_rate": float(selection.loc["gainrag", "pseudo_selection_rate"]),
         "vs_variants": diffs,
+        "validity": validity,
         "selector_training": {
             "groups": len(groups),
             "val_loss": val.to_dict(orient="index"),

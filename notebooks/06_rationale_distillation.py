@@ -52,6 +52,7 @@ from ragalign.rag import PassageStore, answer_questions, summarise
 from ragalign.rerank import rerank, train_reranker
 from ragalign.retrieval import DenseEncoder, corpus_strings, top_pids
 from ragalign.seed import seed_everything
+from ragalign.validity import describe_failures, loss_gate, ranker_gate
 
 P = params.from_namespace(globals())
 seed_everything(P.training.seed)
@@ -72,7 +73,7 @@ dense_k = dense[dense["rank"] < P.radio.k]
 # and writes at most `radio.rationale_max_new_tokens` tokens (greedy).
 
 # %%
-lm = LM(P.models.generator, P.models.dtype, P.models.batch_tokens)
+lm = LM.from_params(P.models)
 rationales = radio_lib.generate_rationales(lm, train, P.radio.rationale_max_new_tokens)
 rationale_cost = {"evaluations": lm.evaluations, "forward_tokens": lm.forward_tokens}
 rationale_words = rationales.rationale.str.split().map(len)
@@ -112,7 +113,7 @@ neg_ranks = radio_lib.negative_ranks(P.radio.neg_ranks, P.training.group_size, P
 groups = radio_lib.build_groups(train, ranked, passage_text, neg_ranks)
 positive_is_gold = float(train_agreement.loc["rationale", "hit@1"])  # the positive is rank 0 of that ranking
 print(f"{len(groups)} groups of {P.training.group_size}: positive = rank 0, negatives = ranks {neg_ranks} of the rationale ranking")
-reranker, curve = train_reranker(P.models.encoder, groups, P.training, desc="radio reranker")
+reranker, curve = train_reranker(P.models.encoder, groups, P.training, desc="radio reranker", prior_max_length=P.retrieval.max_length)
 val_curve = curve[curve.split == "val"]
 plots.training_curve(curve, "RADIO reranker: contrastive loss", "KL(one-hot ‖ softmax(scores))", "figures/radio_training_curve.png")
 
@@ -121,7 +122,7 @@ plots.training_curve(curve, "RADIO reranker: contrastive loss", "KL(one-hot ‖ 
 
 # %%
 dense_candidates = top_pids(dense_k)
-radio_ranking = rerank(reranker, test, dense_candidates, passage_text, "radio", desc="rerank test")
+radio_ranking = rerank(reranker, test, dense_candidates, passage_text, "radio", desc="rerank test", priors=dense)
 store = PassageStore(passages, lm, P.rag.max_passage_tokens)
 answers = answer_questions(lm, test, top_pids(radio_ranking, P.radio.top_k), store, "radio", P.rag.max_new_tokens)
 total_cost = {"evaluations": lm.evaluations, "forward_tokens": lm.forward_tokens}
@@ -136,13 +137,20 @@ if gainrag_path.exists():
 variants["radio"] = summary["radio"]
 comparison = radio_lib.comparison_table(variants)
 paired = {
-    v: {m: paired_difference(answers, df, m, P.rag.n_bootstrap, P.data.seed) for m in ("em", "f1")}
+    v: {m: paired_difference(answers, df, m, P.rag.n_bootstrap, P.data.seed) for m in ("em", "f1", "gold_logprob")}
     for v, df in baseline_answers.groupby("variant", sort=False)
 }
 table = comparison.pivot(index="variant", columns="metric", values="mean").loc[list(variants)]
 table["radio − variant, F1 (paired 95% CI)"] = [
     "{mean:+.3f} [{lo:+.3f}, {hi:+.3f}]".format(**paired[v]["f1"]) if v in paired else "" for v in table.index
 ]
+table["radio − variant, gold log-prob (paired 95% CI; detectable)"] = [
+    "{mean:+.3f} [{lo:+.3f}, {hi:+.3f}]; {mde:.3f}".format(**paired[v]["gold_logprob"]) if v in paired else "" for v in table.index
+]
+validity = {
+    "reranker_heldout_loss": loss_gate(curve),
+    "reranker_vs_dense_ranking": ranker_gate(radio_ranking, dense_k[dense_k.qid.isin(test.qid)], test),
+}
 table
 
 # %%
@@ -183,15 +191,19 @@ versus = (
     if ref
     else ""
 )
-d = paired.get("reranker", {}).get("f1")
+d = paired.get("reranker", {}).get("gold_logprob")
 paired_note = (
-    f" Paired by question, RADIO − reranker F1 is {d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]"
-    + ("; the interval contains zero, so this sample does not resolve a difference." if d["lo"] <= 0 <= d["hi"] else ".")
+    f" Paired by question, RADIO − reranker gold-answer log-likelihood is {d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]"
+    + (f"; the interval contains zero, so this sample does not resolve a difference (detectable at 80% power: {d['mde']:.3f})." if d["lo"] <= 0 <= d["hi"] else ".")
     if d
     else ""
 )
+gate = validity["reranker_vs_dense_ranking"]
 Markdown(
-    f"The generator wrote {len(rationales)} rationales (mean {rationale_words.mean():.0f} words; "
+    describe_failures(validity, {"reranker_heldout_loss": "RADIO training lowered its held-out loss", "reranker_vs_dense_ranking": "RADIO MRR >= dense MRR"})
+    + f"On the test candidates the RADIO reranker's MRR of gold passages is {gate['ranker']['mrr']:.3f} against {gate['start']['mrr']:.3f} "
+    f"for dense, its start (recall@1 {gate['ranker']['recall@1']:.3f} vs {gate['start']['recall@1']:.3f}). "
+    + f"The generator wrote {len(rationales)} rationales (mean {rationale_words.mean():.0f} words; "
     f"{np.mean(mentions_answer):.0%} repeat the gold answer). On the train questions the rationale ranking puts a gold "
     f"passage first for {train_agreement.loc['rationale', 'hit@1']:.0%} of questions, against "
     f"{train_agreement.loc['dense', 'hit@1']:.0%} for the dense retriever and {train_agreement.loc['rationale only', 'hit@1']:.0%} "
@@ -241,5 +253,6 @@ write_json(
             "answer_forward_tokens": answer_cost["forward_tokens"],
         },
         "radio_minus_variant": paired,
+        "validity": validity,
     },
 )

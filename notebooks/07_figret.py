@@ -50,6 +50,7 @@ from ragalign.metrics import paired_difference
 from ragalign.rag import PassageStore, answer_questions, em_f1_table, summarise
 from ragalign.retrieval import DenseEncoder, corpus_strings, dense_search, retrieval_quality, to_ranking, top_pids
 from ragalign.seed import seed_everything
+from ragalign.validity import chance_gate, describe_failures, ranker_gate
 
 P = params.from_namespace(globals())
 F = P.figret
@@ -63,7 +64,7 @@ row_of = {p: i for i, p in enumerate(passages.pid)}
 dense = pd.read_parquet("results/retrieval/dense.parquet")
 passage_emb = np.load("results/retrieval/passage_emb.npy")
 dense_ranked = top_pids(dense)
-lm = LM(P.models.generator, P.models.dtype, P.models.batch_tokens)
+lm = LM.from_params(P.models)
 store = PassageStore(passages, lm, P.rag.max_passage_tokens)
 
 # the train questions FiGRet examines each round (a seeded sample, the same in every round)
@@ -170,7 +171,13 @@ answers = answer_questions(lm, test, top_pids(ranking, P.rag.top_k), store, "fig
 summary = summarise(answers, P.rag.n_bootstrap, seed=P.data.seed)["figret"]
 baselines = json.loads(Path("results/metrics/baselines.json").read_text())
 base_answers = pd.read_parquet("results/baselines/answers.parquet")
-diff = {m: paired_difference(answers, base_answers[base_answers.variant == "dense"], m, P.rag.n_bootstrap, P.data.seed) for m in ("em", "f1")}
+diff = {m: paired_difference(answers, base_answers[base_answers.variant == "dense"], m, P.rag.n_bootstrap, P.data.seed) for m in ("em", "f1", "gold_logprob")}
+diff_reranker = paired_difference(answers, base_answers[base_answers.variant == "reranker"], "gold_logprob", P.rag.n_bootstrap, P.data.seed)
+validity = {
+    "retriever_vs_dense_ranking": ranker_gate(ranking, dense[dense.qid.isin(test.qid)], test),
+    "judge_relevance_vs_chance": chance_gate(auc["relevance"]),
+    "judge_purity_vs_chance": chance_gate(auc["purity"]),
+}
 compared = {"dense": baselines["dense"], "reranker": baselines["reranker"], "figret": summary}
 em_f1_table(compared, {f"R@{k}": {v: q[f"recall@{k}"] for v, q in quality.items()} for k in ks})
 
@@ -203,8 +210,14 @@ abl
 # %% tags=["findings"]
 t, d = quality["figret"], quality["dense"]
 kk = P.rag.top_k
+dl = diff["gold_logprob"]
 Markdown(
-    f"Over {F.rounds} round(s), FiGRet examined {len(examined)} train questions per round and found "
+    describe_failures(validity, {"retriever_vs_dense_ranking": "FiGRet retriever MRR >= dense MRR", "judge_relevance_vs_chance": "the judge's relevance AUC above chance",
+                                 "judge_purity_vs_chance": "the judge's purity AUC above chance"})
+    + f"Gold-answer log-likelihood, paired: FiGRet − dense top-{kk} {dl['mean']:+.3f} [{dl['lo']:+.3f}, {dl['hi']:+.3f}] "
+    f"(detectable at 80% power: {dl['mde']:.3f}); FiGRet − relevance reranker {diff_reranker['mean']:+.3f} "
+    f"[{diff_reranker['lo']:+.3f}, {diff_reranker['hi']:+.3f}]. "
+    + f"Over {F.rounds} round(s), FiGRet examined {len(examined)} train questions per round and found "
     f"{', '.join(str(n) for n in per_round['poorly served'])} poorly served; the judgements gave "
     f"{len(examples)} examples ({', '.join(f'{o}: {int((examples.objective == o).sum())}' for o in fg.OBJECTIVES)}) "
     f"for {lm.evaluations} LLM evaluations ({lm.forward_tokens} tokens, answers included). "
@@ -239,7 +252,9 @@ write_json(
             "retrieval": quality,
             "answers": {"figret": summary, "dense": baselines["dense"], "reranker": baselines["reranker"]},
             "paired_difference_vs_dense": diff,
+            "paired_gold_logprob_vs_reranker": diff_reranker,
         },
+        "validity": validity,
         "rounds": history.to_dict(orient="records"),
         "per_round": per_round.to_dict(orient="records"),
         "judge_auc_gold_vs_nongold": auc,

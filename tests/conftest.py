@@ -7,6 +7,8 @@ import os
 
 import pytest
 
+from ragalign.smoke import hotpot_record
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
@@ -37,6 +39,7 @@ def tiny_model(smol_tokenizer):
         max_position_embeddings=512,
         tie_word_embeddings=True,
     )
+    config._attn_implementation = "eager"  # as the study loads every generator
     model = LlamaForCausalLM(config).eval()
     model.generation_config.pad_token_id = smol_tokenizer.pad_token_id
     return model
@@ -47,23 +50,7 @@ def tiny_lm(smol_tokenizer, tiny_model, tmp_path):
     """An LM over the tiny model with its own empty cache."""
     from ragalign.lm import LM
 
-    return LM("tiny", "float32", batch_tokens=256, cache_root=str(tmp_path / "cache"), tokenizer=smol_tokenizer, model=tiny_model)
-
-
-def hotpot_record(i: int, n_distractors: int = 3) -> dict:
-    """A HotpotQA-format record whose two gold paragraphs name the answer."""
-    answer = f"City{i}"
-    gold = [[f"Gold A{i}", [f"Person{i} was born in {answer}.", " They lived there."]], [f"Gold B{i}", [f"{answer} is a port."]]]
-    distract = [[f"Other {i}-{j}", [f"Unrelated text number {j} about topic {i}."]] for j in range(n_distractors)]
-    return {
-        "id": f"q{i}",
-        "question": f"Where was Person{i} born?",
-        "answer": answer,
-        "type": "bridge",
-        "level": "hard",
-        "supporting_facts": [[f"Gold A{i}", 0], [f"Gold B{i}", 0]],
-        "context": gold + distract,
-    }
+    return LM("tiny", "float32", cache_root=str(tmp_path / "cache"), tokenizer=smol_tokenizer, model=tiny_model)
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from ragalign.data import DataError, passage_id, read_benchmark, split_questions
-from tests.conftest import hotpot_record
+from ragalign.smoke import hotpot_record
 
 
 def test_hotpot_reader_pools_corpus_and_gold(hotpot_file):

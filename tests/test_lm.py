@@ -3,27 +3,8 @@
 import pytest
 import torch
 
-from ragalign.lm import length_batches, pad_batch
-
 PROMPTS = ["Where is Paris?", "A much longer prompt about the history of the city of Rome and its many emperors?", "Hi"]
 ANSWERS = ["France", "Rome was founded in 753 BC", "Hello there"]
-
-
-def test_length_batches_respects_budget_and_covers_all():
-    lengths = [5, 50, 7, 49, 3, 100]
-    batches = length_batches(lengths, 110)
-    assert sorted(i for b in batches for i in b) == list(range(6))
-    for b in batches:
-        assert max(lengths[i] for i in b) * len(b) <= 110 or len(b) == 1
-
-
-@pytest.mark.parametrize("side", ["left", "right"])
-def test_pad_batch_positions_count_real_tokens(side):
-    ids, mask, pos = pad_batch([[7, 8, 9], [5]], pad_id=0, side=side)
-    assert mask.sum(1).tolist() == [3, 1]
-    real = pos[1][mask[1].bool()]
-    assert real.tolist() == [0]
-    assert pos[0].tolist() == [0, 1, 2]
 
 
 def test_batched_scores_equal_unbatched(tiny_lm):
@@ -32,13 +13,6 @@ def test_batched_scores_equal_unbatched(tiny_lm):
     for b, s, a in zip(batched, single, ANSWERS, strict=True):
         assert len(b) == len(tiny_lm.answer_ids(a))
         assert b == pytest.approx(s, abs=1e-5)
-
-
-def test_left_and_right_padding_agree(tiny_lm):
-    right = {i: h for i, h, _ in tiny_lm.answer_hidden(PROMPTS, ANSWERS, padding_side="right")}
-    left = {i: h for i, h, _ in tiny_lm.answer_hidden(PROMPTS, ANSWERS, padding_side="left")}
-    for i in right:
-        torch.testing.assert_close(right[i], left[i], atol=1e-5, rtol=1e-4)
 
 
 def test_scores_match_a_plain_forward(tiny_lm):
@@ -78,3 +52,36 @@ def test_shared_answer_path_matches_per_prompt_scoring(tiny_lm):
     single = [tiny_lm._token_logprobs([p], ["Paris"])[0] for p in PROMPTS]
     for s, u in zip(shared, single, strict=True):
         assert s == pytest.approx(u, abs=1e-5)
+
+
+# ---- batch invariance of the real generator in bf16 (issue: a value must not depend on its batch)
+RAG_PROMPTS = [
+    "Paris: Paris is the capital and largest city of France.\n\nQuestion: What is the capital of France?\nGive only the answer, in at most five words.",
+    "Question: Who wrote Hamlet?\nGive only the answer, in at most five words.",
+    "Rome: Rome is the capital city of Italy. " * 6 + "\n\nQuestion: Which country is Rome in?\nGive only the answer, in at most five words.",
+    "Lyon: Lyon is a city in France on the Rhône.\n\nBerlin: Berlin is the capital of Germany.\n\nQuestion: Where is Lyon?\nGive only the answer, in at most five words.",
+]
+
+
+@pytest.fixture(scope="module")
+def smol_lm(tmp_path_factory):
+    from ragalign.lm import LM
+
+    return LM("smollm2-135m-instruct", "bfloat16", cache_root=str(tmp_path_factory.mktemp("cache")), show_progress=False)
+
+
+def test_bf16_scores_are_bitwise_batch_invariant(smol_lm):
+    """The same (prompt, answer) gives the same bits alone or with any others, in any order."""
+    answers = ["Paris", "William Shakespeare", "Italy", "France"]
+    batched = smol_lm._token_logprobs(RAG_PROMPTS, answers)
+    for i in range(len(RAG_PROMPTS)):
+        assert smol_lm._token_logprobs([RAG_PROMPTS[i]], [answers[i]])[0] == batched[i]
+    assert smol_lm._token_logprobs(RAG_PROMPTS[::-1], answers[::-1]) == batched[::-1]
+
+
+def test_bf16_greedy_answers_are_batch_invariant(smol_lm):
+    """A prompt's greedy reply is the same alone or next to others, in any order."""
+    batched = smol_lm._generate(RAG_PROMPTS, 12)
+    for i, p in enumerate(RAG_PROMPTS):
+        assert smol_lm._generate([p], 12)[0] == batched[i]
+    assert smol_lm._generate(RAG_PROMPTS[::-1], 12) == batched[::-1]

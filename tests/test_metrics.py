@@ -66,3 +66,5 @@ def test_em_f1_table_formats_intervals_and_extra_columns():
     assert list(table.columns) == ["EM", "EM 95% CI", "F1", "F1 95% CI", "R@1"]
     assert table.loc["oracle", "F1 95% CI"] == "[0.400, 0.600]" and table.loc["dense", "R@1"] == 0.4
     assert pd.isna(table.loc["oracle", "R@1"])
+    with_outcome = {v: s | {"gold_logprob": {"mean": -2.0, "lo": -2.5, "hi": -1.5}} for v, s in summary.items()}
+    assert list(em_f1_table(with_outcome).columns)[:2] == ["gold log-prob", "gold log-prob 95% CI"]

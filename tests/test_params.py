@@ -87,3 +87,12 @@ def test_check_command(tmp_path):
     bad.write_text(yaml.safe_dump(with_change("gain.alpha", -1)))
     out = subprocess.run([sys.executable, "-m", "ragalign.params", "check", str(bad)], capture_output=True, text=True)
     assert out.returncode == 1 and "gain.alpha" in out.stderr
+
+
+def test_estimator_names_match_the_shapley_registry():
+    from ragalign.params import SHAPLEY_ESTIMATORS
+    from ragalign.shapley import ESTIMATORS
+
+    assert sorted(SHAPLEY_ESTIMATORS) == sorted(ESTIMATORS)
+    with pytest.raises(ParamsError, match="rag_e.estimator"):
+        validate({"rag_e": {"estimator": "magic"}})

@@ -9,11 +9,9 @@ must resume from its cache and finish with the same results.
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -24,40 +22,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import hotpot_record
+from ragalign.smoke import make_study as build_study
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-
-TINY = {
-    "data": {"n_train": 16, "n_test": 8},
-    "retrieval": {"k": 8, "encode_batch_size": 32},
-    "rag": {"top_k": 3, "max_new_tokens": 6, "n_bootstrap": 50},
-    "training": {"epochs": 1, "batch_size": 4, "group_size": 4, "max_length": 96},
-    "gain": {"k": 3, "pseudo_max_new_tokens": 12, "n_questions": None, "bench_questions": 0},
-    "selector": {"top_n": 4, "top_k": 1},
-    "radio": {"k": 8, "neg_ranks": [2, 4, 6], "rationale_max_new_tokens": 12, "top_k": 3},
-    "figret": {"rounds": 2, "k": 3, "n_questions": 4, "pool_k": 4, "n_negatives": 1},
-    "rag_e": {
-        "k": 3,
-        "n_questions": 2,
-        "ig_steps": 4,
-        "ig_questions": 1,
-        "mc_evaluations": 6,
-        "convergence_questions": 1,
-        "convergence_k": 4,
-        "convergence_repeats": 2,
-    },
-}
-
-
-def tiny_params() -> dict:
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for section, values in TINY.items():
-        for key, value in values.items():
-            if key in params.get(section, {}):
-                params[section][key] = value
-    return params
 
 
 def stage_outputs(repo: Path) -> list[Path]:
@@ -77,103 +45,10 @@ def run(cmd: list[str], repo: Path, env: dict) -> subprocess.CompletedProcess:
     return out
 
 
-NETWORK_GUARD = """
-import socket
-
-_connect = socket.socket.connect
-
-
-def _local(address):
-    host = str(address[0] if isinstance(address, tuple) else address)
-    return host in ("localhost", "::1") or host.startswith("127.") or not host or host.startswith("/")
-
-
-def _guarded(self, address):
-    if self.family in (socket.AF_INET, socket.AF_INET6) and not _local(address):
-        raise OSError(f"network blocked by the offline test: {address}")
-    return _connect(self, address)
-
-
-socket.socket.connect = _guarded
-socket.socket.connect_ex = lambda self, address: _guarded(self, address) or 0
-"""
-
-
-def squad_paragraph(i: int) -> dict:
-    """A SQuAD-format paragraph with two questions it answers."""
-    return {
-        "title": f"Town {i}",
-        "context": f"Person{i} was born in City{i}. City{i} is a port with {i + 3} bridges.",
-        "qas": [
-            {"id": f"s{i}a", "question": f"Where was Person{i} born?", "answers": [f"City{i}"]},
-            {"id": f"s{i}b", "question": f"How many bridges has City{i}?", "answers": [str(i + 3)]},
-        ],
-    }
-
-
-def nq_record(i: int) -> dict:
-    """An NQ-open record with its gold passage (and a non-gold one the reader must skip)."""
-    return {
-        "question": f"where was person{i} born",
-        "answers": [f"City{i}"],
-        "ctxs": [
-            {"title": f"Person{i}", "text": f"Person{i} was born in City{i}.", "hasanswer": True, "isgold": True},
-            {"title": "Noise", "text": "Unrelated text.", "hasanswer": False, "isgold": False},
-        ],
-        "nq_annotated_gold": {"title": f"Person{i}"},
-    }
-
-
-def write_benchmark(repo: Path, dataset: str, n: int = 40) -> None:
-    """A tiny benchmark in the dataset's own format, at the path the study reads it from."""
-    from ragalign.data import DEFAULT_PATHS
-
-    path = repo / DEFAULT_PATHS[dataset]
-    path.parent.mkdir(parents=True)
-    if dataset == "hotpotqa":
-        path.write_text("".join(json.dumps(hotpot_record(i, n_distractors=6)) + "\n" for i in range(n)))
-    elif dataset == "squad":
-        path.write_text(json.dumps([squad_paragraph(i) for i in range(n // 2)]))
-    else:
-        with gzip.open(path, "wt") as fh:
-            fh.write("".join(json.dumps(nq_record(i)) + "\n" for i in range(n)))
-
-
 def make_study(tmp_path_factory, dataset: str = "hotpotqa") -> tuple[Path, Path, dict]:
-    """A copy of the project (no data, results or caches) on a tiny benchmark, and its environment."""
-    repo = tmp_path_factory.mktemp(f"study_{dataset}")
-    skip_top = {".git", ".venv", ".cache", "results", "data", "reports", "figures", "data.dvc", "dvc.lock", ".pytest_cache", ".ruff_cache"}
-
-    def ignore(folder: str, names: list[str]) -> set[str]:
-        here = Path(folder)
-        if here == ROOT:
-            return skip_top & set(names)
-        if here == ROOT / ".dvc":
-            return {"cache", "tmp"} & set(names)
-        return {"__pycache__"} & set(names)
-
-    shutil.copytree(ROOT, repo, ignore=ignore, dirs_exist_ok=True)
-    (repo / "results" / "metrics").mkdir(parents=True)
-    write_benchmark(repo, dataset)
-    params = tiny_params()
-    params["data"]["dataset"] = dataset
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
-    cache = tmp_path_factory.mktemp("cache")
-    from ragalign.models import generator_path
-
-    models = cache / "models"
-    models.mkdir()
-    (models / "smollm2-135m-instruct").symlink_to(generator_path("smollm2-135m-instruct"))
-    guard = tmp_path_factory.mktemp("guard")
-    (guard / "sitecustomize.py").write_text(NETWORK_GUARD)
-    env = {
-        **os.environ,
-        "RAGALIGN_CACHE": str(cache),
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        "PYTHONPATH": str(guard),  # every process of the pipeline runs with the network blocked
-    }
-    env.pop("HF_HUB_OFFLINE", None)  # the library must set it by itself
+    """The smoke study (params.smoke.yaml) of ``dataset`` in a temporary folder, and its environment."""
+    repo, cache, guard = (tmp_path_factory.mktemp(name) for name in (f"study_{dataset}", "cache", "guard"))
+    env = build_study(repo, cache, guard, dataset)
     probe = subprocess.run([sys.executable, "-c", "import socket; socket.create_connection(('1.1.1.1', 443), timeout=5)"], env=env, capture_output=True, text=True)
     assert "network blocked by the offline test" in probe.stderr
     return repo, cache, env
@@ -280,11 +155,11 @@ def test_queued_sweep_gives_a_comparison_table(tiny_repo):
     table = run([*dvc, "exp", "show", "--csv"], repo, env).stdout
     experiments = [r for r in csv.DictReader(io.StringIO(table)) if r["State"] == "Success"]
     assert sorted(float(r["gain.alpha"]) for r in experiments) == [0.0, 0.5, 1.0], table
-    assert all(r["variants.GainRAG.f1"] not in ("", "-") for r in experiments)
+    assert all(r["variants.GainRAG.gold_logprob"] not in ("", "-") for r in experiments)
     # α weights the contrastive term of the gain labels, so each experiment labelled differently
     assert len({r["labels.label_mean"] for r in experiments}) == 3
     # the README's readable form of the same comparison
-    keep = "Experiment|gain.alpha|variants.GainRAG.(f1|warg)$|labels.label_mean"
+    keep = "Experiment|gain.alpha|variants.GainRAG.(gold_logprob|f1)$|labels.label_mean"
     shown = run([*dvc, "exp", "show", "--drop", ".*", "--keep", keep], repo, env).stdout
     assert "gain.alpha" in shown and "variants.GainRAG.f1" in shown
 

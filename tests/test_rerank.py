@@ -51,3 +51,30 @@ def test_training_learns_a_toy_relevance_task():
     text = {"a": facts[0][1], "b": noise[0], "c": noise[1]}
     ranking = rerank(model, questions, {"x": ["b", "c", "a"]}, text, "toy")
     assert ranking.pid.iloc[0] == "a" and ranking["rank"].tolist() == [0, 1, 2]
+
+
+def test_untrained_reranker_reproduces_the_dense_ranking_exactly():
+    """Before training a reranker is its start: the ranking it re-ranks, order and ties included."""
+    import numpy as np
+
+    from ragalign.retrieval import DenseEncoder
+
+    texts = {f"p{i}": t for i, t in enumerate(["Paris is in France.", "Cats purr.", "France's capital is Paris.", "Rome is old.", "Lyon is French.", "Bananas."])}
+    questions = pd.DataFrame({"qid": ["a", "b"], "question": ["capital of France", "Where is Lyon"]})
+    enc = DenseEncoder("minilm-l6", 64)
+    q_emb, p_emb = enc.embed(list(questions.question)), enc.embed(list(texts.values()))
+    rows = []
+    for qi, qid in enumerate(questions.qid):
+        sims = p_emb @ q_emb[qi]
+        for rank, j in enumerate(np.argsort(-sims, kind="stable")):
+            rows.append({"qid": qid, "rank": rank, "pid": f"p{j}", "score": float(sims[j]), "method": "dense"})
+    dense = pd.DataFrame(rows)
+    candidates = {q: list(df.sort_values("rank").pid) for q, df in dense.groupby("qid")}
+    model = CrossEncoder("minilm-l6", 64, prior_max_length=64)
+    assert np.all(model.score(["x", "y"], ["a", "b"], priors=[0.0, 0.0]) == 0.0)  # correction is exactly 0
+    out = rerank(model, questions, candidates, texts, "reranker", priors=dense)
+    for qid in questions.qid:
+        assert list(out[out.qid == qid].pid) == candidates[qid]
+    computed = rerank(model, questions, candidates, texts, "reranker")  # prior from the frozen bi-encoder
+    for qid in questions.qid:
+        assert list(computed[computed.qid == qid].pid) == candidates[qid]

@@ -20,6 +20,7 @@ def answers_fixture():
             "answer": ["", "", "", ""],
             "em": [1.0, 0.0, 1.0, 1.0],
             "f1": [1.0, 0.5, 1.0, 1.0],
+            "gold_logprob": [-1.0, -3.0, -0.5, -0.5],
         }
     )
 
@@ -34,7 +35,7 @@ def test_context_gold_recall_per_variant():
 
 def test_variant_rows_and_markdown():
     table = variant_rows(answers_fixture(), QUESTIONS, 100, 0)
-    assert table.loc["x", "em"] == 0.5 and table.loc["y", "f1"] == 1.0
+    assert table.loc["x", "em"] == 0.5 and table.loc["y", "f1"] == 1.0 and table.loc["x", "gold_logprob"] == -2.0
     md = markdown_table(table, [("em", "EM"), ("f1", "F1"), ("gold_recall", "gold recall")])
     assert md.splitlines()[0] == "| variant | EM | F1 | gold recall |"
     assert "| y | 1.000 [1.000, 1.000] | 1.000 [1.000, 1.000] | 1.000 |" in md

@@ -4,16 +4,11 @@ Generator side. The players are the ``k`` documents a variant shows the generato
 a bitmask (bit ``i`` = the document at position ``i``). The value of a coalition is how strongly
 the generator still supports the answer it gave with all ``k`` documents when it sees only that
 subset, in the original order: the mean token probability (or log-probability) of that answer.
-Three estimators share one representation (a dict mask -> value):
-
-- ``exact_shapley``: all ``2^k`` coalitions.
-- ``pmcshap`` (RAG-E): complementary coalition pairs sampled without replacement, a Shapley-kernel
-  weighted ridge regression with intercept fitted on many random subsamples of the pairs, averaged.
-- ``permutation_shapley``: marginal contributions along random permutations.
-
-Every estimator first *plans* the coalitions it needs (``*_masks``) so that an expensive value
-function (the LLM) can evaluate all of them in one batched call; the estimate then only reads values.
-``n_evaluations`` always counts distinct coalitions, the empty and the full one included.
+The Shapley maths (estimators, exact values, convergence) lives in ``ragalign.shapley`` and is
+re-exported here; this module holds the LLM game and the audit's entry points: ``plan_masks`` plans
+the coalitions of one estimator so that the LLM evaluates all of them in one batched call
+(``game_values``), ``estimate`` then only reads values. ``n_evaluations`` always counts distinct
+coalitions, the empty and the full one included.
 
 Retriever side. ``integrated_gradients`` attributes a bi-encoder cosine or a cross-encoder logit to
 the query and document tokens with captum's ``LayerIntegratedGradients`` on the word-embedding
@@ -23,181 +18,47 @@ layer; the baseline replaces every non-special token by [UNK] (or [PAD], [MASK],
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
-from scipy.stats import spearmanr
 
-# ---------------------------------------------------------------------------------------------
-# Coalitions
-# ---------------------------------------------------------------------------------------------
-
-
-def full_mask(k: int) -> int:
-    return (1 << k) - 1
-
-
-def members(mask: int, k: int) -> list[int]:
-    """Player indices in a coalition, ascending (= the original order of the documents)."""
-    return [i for i in range(k) if mask >> i & 1]
-
-
-def all_masks(k: int) -> list[int]:
-    return list(range(1 << k))
-
-
-# ---------------------------------------------------------------------------------------------
-# Exact Shapley
-# ---------------------------------------------------------------------------------------------
-
-
-def exact_shapley(values: Mapping[int, float] | Sequence[float], k: int) -> np.ndarray:
-    """Shapley values from the values of all ``2^k`` coalitions (indexable by bitmask)."""
-    v = np.asarray([values[m] for m in range(1 << k)], dtype=float)
-    sizes = np.array([bin(m).count("1") for m in range(1 << k)])
-    weight = np.array([math.factorial(s) * math.factorial(k - s - 1) / math.factorial(k) if s < k else 0.0 for s in sizes])
-    phi = np.zeros(k)
-    masks = np.arange(1 << k)
-    for i in range(k):
-        without = masks[(masks >> i & 1) == 0]
-        phi[i] = float(np.sum(weight[without] * (v[without | (1 << i)] - v[without])))
-    return phi
-
-
-# ---------------------------------------------------------------------------------------------
-# PMCSHAP (RAG-E): complementary pairs + repeated kernel-weighted ridge fits on subsamples
-# ---------------------------------------------------------------------------------------------
-
-
-def shapley_kernel_weight(size: int, k: int) -> float:
-    """Kernel SHAP weight (k-1) / (C(k, s) s (k-s)) of a coalition of ``size`` players (0 < s < k)."""
-    return (k - 1) / (math.comb(k, size) * size * (k - size))
-
-
-def pmcshap_masks(k: int, n_evaluations: int, rng: np.random.Generator) -> list[int]:
-    """Empty, full, then complementary pairs (S, ~S) of distinct non-trivial coalitions, in draw order.
-
-    Pairs are drawn uniformly without replacement from the ``2^(k-1) - 1`` complementary pairs; at
-    most ``n_evaluations`` coalitions in total (rounded down to whole pairs).
-    """
-    full = full_mask(k)
-    n_pairs_all = (1 << (k - 1)) - 1
-    n_pairs = max(0, min(n_pairs_all, (n_evaluations - 2) // 2))
-    # a pair is named by its member without the highest player (masks 1 .. 2^(k-1)-1)
-    chosen = rng.choice(np.arange(1, n_pairs_all + 1), size=n_pairs, replace=False)
-    out = [0, full]
-    for s in chosen:
-        out += [int(s), full ^ int(s)]
-    return out
-
-
-def _kernel_ridge(x: np.ndarray, y: np.ndarray, w: np.ndarray, alpha: float) -> np.ndarray:
-    """Weighted ridge regression with an unpenalised intercept; returns the coefficients."""
-    xm = np.average(x, axis=0, weights=w)
-    ym = np.average(y, weights=w)
-    xc, yc = x - xm, y - ym
-    a = (xc * w[:, None]).T @ xc + alpha * np.eye(x.shape[1])
-    b = (xc * w[:, None]).T @ yc
-    return np.linalg.solve(a, b)
-
-
-def pmcshap(
-    values: Mapping[int, float],
-    k: int,
-    masks: Sequence[int],
-    rng: np.random.Generator,
-    n_fits: int = 100,
-    fit_pairs: int = 4,
-    alpha: float = 1e-3,
-) -> np.ndarray:
-    """PMCSHAP estimate from the planned coalitions ``masks`` (``pmcshap_masks``) and their values.
-
-    As in RAG-E (k-randl/Interpretable_RAG): ``n_fits`` times draw ``fit_pairs`` of the sampled
-    complementary pairs, fit a ridge regression (alpha 1e-3, free intercept) of the values on the
-    membership indicators with Shapley-kernel weights, and average the coefficients. The empty and
-    full coalitions are evaluated but, as there, not used by the regression (infinite kernel weight).
-    """
-    pairs = [(masks[i], masks[i + 1]) for i in range(2, len(masks) - 1, 2)]
-    if not pairs:
-        return np.zeros(k)
-    size = min(fit_pairs, len(pairs))
-    bits = 1 << np.arange(k)
-    fits = []
-    for _ in range(n_fits):
-        pick = rng.choice(len(pairs), size=size, replace=False)
-        ms = np.array([m for j in pick for m in pairs[j]])
-        x = ((ms[:, None] & bits) > 0).astype(float)
-        y = np.array([values[int(m)] for m in ms])
-        w = np.array([shapley_kernel_weight(int(s), k) for s in x.sum(1)])
-        fits.append(_kernel_ridge(x, y, w, alpha))
-    return np.mean(fits, axis=0)
-
-
-# ---------------------------------------------------------------------------------------------
-# Permutation sampling
-# ---------------------------------------------------------------------------------------------
-
-
-def permutation_masks(k: int, n_evaluations: int, rng: np.random.Generator, max_permutations: int = 10_000) -> tuple[list[list[int]], list[int]]:
-    """Random permutations whose prefixes use at most ``n_evaluations`` distinct coalitions.
-
-    Returns (permutations, distinct coalitions in first-use order). Draws permutations until the next
-    one would exceed the budget (at least one permutation, which needs k+1 coalitions).
-    """
-    perms: list[list[int]] = []
-    seen: dict[int, None] = {}
-    for _ in range(max_permutations):
-        perm = [int(i) for i in rng.permutation(k)]
-        prefixes = [0]
-        for i in perm:
-            prefixes.append(prefixes[-1] | (1 << i))
-        new = [m for m in prefixes if m not in seen]
-        if perms and len(seen) + len(set(new)) > n_evaluations:
-            break
-        perms.append(perm)
-        seen.update(dict.fromkeys(new))
-        if len(seen) >= 1 << k:
-            break
-    return perms, list(seen)
-
-
-def permutation_shapley(values: Mapping[int, float], k: int, perms: Sequence[Sequence[int]]) -> np.ndarray:
-    """Mean marginal contribution of each player along the given permutations."""
-    phi = np.zeros(k)
-    for perm in perms:
-        mask = 0
-        for i in perm:
-            phi[i] += values[mask | (1 << i)] - values[mask]
-            mask |= 1 << i
-    return phi / max(1, len(perms))
-
+from ragalign import shapley
+from ragalign.shapley import (  # noqa: F401  (re-exported for compatibility)
+    ESTIMATORS,
+    Plan,
+    accuracy,
+    all_masks,
+    exact_shapley,
+    full_mask,
+    members,
+    permutation_masks,
+    permutation_shapley,
+    pmcshap,
+    pmcshap_masks,
+    shapley_kernel_weight,
+)
 
 # ---------------------------------------------------------------------------------------------
 # One entry point for the audit
 # ---------------------------------------------------------------------------------------------
 
 
-def plan_masks(k: int, max_exact_subsets: int, n_evaluations: int, seed: int) -> tuple[str, list[int], object]:
-    """(method, coalitions to evaluate, plan) for ``estimate``: exact when 2^k <= max_exact_subsets."""
-    if (1 << k) <= max_exact_subsets:
-        return "exact", all_masks(k), None
-    rng = np.random.default_rng(seed)
-    masks = pmcshap_masks(k, n_evaluations, rng)
-    return "pmcshap", masks, masks
+def plan_masks(k: int, max_exact_subsets: int, n_evaluations: int, seed: int, estimator: str = "pmcshap") -> tuple[str, list[int], Plan]:
+    """(method, coalitions to evaluate, plan) for ``estimate``: exact when 2^k <= max_exact_subsets,
+    else ``estimator`` (a ``shapley.make_estimator`` spec) with at most ``n_evaluations`` coalitions."""
+    method = "exact" if (1 << k) <= max_exact_subsets else estimator
+    plan = shapley.make_estimator(method).plan(k, n_evaluations, np.random.default_rng(seed))
+    return method, list(plan.masks), plan
 
 
-def estimate(method: str, values: Mapping[int, float], k: int, plan: object, seed: int) -> np.ndarray:
-    if method == "exact":
-        return exact_shapley(values, k)
-    if method == "pmcshap":
-        return pmcshap(values, k, plan, np.random.default_rng(seed + 1))
-    if method == "permutation":
-        return permutation_shapley(values, k, plan)
-    raise ValueError(f"unknown Shapley method {method!r}")
+def estimate(method: str, values: Mapping[int, float], k: int, plan: Plan, seed: int) -> np.ndarray:
+    """Shapley values of one game from the values of ``plan``'s coalitions (``k`` must match the plan)."""
+    if plan.k != k:
+        raise ValueError(f"a plan for {plan.k} players used for {k}")
+    return shapley.make_estimator(method).estimate(values, plan, np.random.default_rng(seed + 1))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,12 +123,6 @@ def game_values(
 # ---------------------------------------------------------------------------------------------
 
 
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    if np.allclose(a, a[0]) or np.allclose(b, b[0]):
-        return float(np.array_equal(np.argsort(a), np.argsort(b)))
-    return float(spearmanr(a, b).statistic)
-
-
 def convergence(
     values: Mapping[int, float], k: int, budgets: Sequence[int], repeats: int, seed: int, n_fits: int = 100, fit_pairs: int = 4
 ) -> pd.DataFrame:
@@ -276,31 +131,27 @@ def convergence(
     ``values`` holds all 2^k coalitions (computed once); the Monte-Carlo estimators only sample among
     them. One row per (method, budget, repeat): evaluations actually used, Spearman, max abs error.
     ``pmcshap_allpairs`` is the same kernel regression fitted once on all sampled pairs (no subsampling),
-    to separate the cost of RAG-E's small-subsample averaging from that of sampling coalitions.
+    to separate the cost of RAG-E's small-subsample averaging from that of sampling coalitions. One
+    generator per (budget, repeat) runs through the three in turn (the stage's published draws);
+    ``shapley.convergence`` compares any estimators, each with its own generator.
     """
     exact = exact_shapley(values, k)
+    pmc = shapley.PMCShap(n_fits=n_fits, fit_pairs=fit_pairs)
+    runs = (("pmcshap", pmc), ("pmcshap_allpairs", shapley.PMCShap(n_fits=1, fit_pairs=None)), ("permutation", shapley.Permutation()))
     rows = []
     for budget, rep in itertools.product(budgets, range(repeats)):
         rng = np.random.default_rng([seed, budget, rep])
-        masks = pmcshap_masks(k, budget, rng)
-        est = pmcshap(values, k, masks, rng, n_fits=n_fits, fit_pairs=fit_pairs)
-        rows.append({"method": "pmcshap", "budget": budget, "repeat": rep, "evaluations": len(masks), "spearman": _spearman(est, exact), "max_abs_error": float(np.abs(est - exact).max())})
-        est = pmcshap(values, k, masks, rng, n_fits=1, fit_pairs=len(masks))
-        rows.append({"method": "pmcshap_allpairs", "budget": budget, "repeat": rep, "evaluations": len(masks), "spearman": _spearman(est, exact), "max_abs_error": float(np.abs(est - exact).max())})
-        perms, used = permutation_masks(k, budget, rng)
-        est = permutation_shapley(values, k, perms)
-        rows.append({"method": "permutation", "budget": budget, "repeat": rep, "evaluations": len(used), "spearman": _spearman(est, exact), "max_abs_error": float(np.abs(est - exact).max())})
+        pmc_plan = pmc.plan(k, budget, rng)  # both PMCSHAP fits share one sample of pairs
+        for method, est in runs:
+            plan = pmc_plan if isinstance(est, shapley.PMCShap) else est.plan(k, budget, rng)
+            acc = accuracy(est.estimate(values, plan, rng), exact, tie_decimals=None)  # raw ranks, as published
+            rows.append({"method": method, "budget": budget, "repeat": rep, "evaluations": len(plan.masks), "spearman": acc["spearman"], "max_abs_error": acc["max_abs_error"]})
     return pd.DataFrame(rows)
 
 
 def evaluations_to_reach(curve: pd.DataFrame, threshold: float = 0.95) -> dict[str, int | None]:
     """Smallest budget whose mean Spearman (over repeats and questions) reaches ``threshold``, per method."""
-    mean = curve.groupby(["method", "budget"]).spearman.mean().reset_index()
-    out: dict[str, int | None] = {}
-    for method, df in mean.groupby("method"):
-        ok = df[df.spearman >= threshold].budget
-        out[str(method)] = int(ok.min()) if len(ok) else None
-    return out
+    return shapley.evaluations_to_reach(curve, threshold, by="method", stat="mean")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -322,7 +173,7 @@ class ZeroableEmbedding(torch.nn.Module):
 
 def baseline_ids(ids: torch.Tensor, tokenizer, baseline: str) -> torch.Tensor:
     """``ids`` with every non-special token replaced by the baseline token (-1 for ``zero``)."""
-    special = torch.tensor([[i in set(tokenizer.all_special_ids) and i != tokenizer.unk_token_id for i in row] for row in ids.tolist()])
+    special = torch.tensor([[i in set(tokenizer.all_special_ids) and i != tokenizer.unk_token_id for i in row] for row in ids.tolist()], device=ids.device)
     fill = {"unk": tokenizer.unk_token_id, "pad": tokenizer.pad_token_id, "mask": tokenizer.mask_token_id, "zero": -1}[baseline]
     if fill is None:
         raise ValueError(f"the tokenizer has no {baseline} token")
@@ -400,7 +251,7 @@ def _lig(forward: Callable[[torch.Tensor], torch.Tensor], layer: torch.nn.Module
     attr = lig.attribute(ids, baselines=base, n_steps=steps, internal_batch_size=steps)
     with torch.no_grad():
         score, base_score = float(forward(ids)[0]), float(forward(base)[0])
-    return attr.sum(-1)[0].detach().double().numpy(), score, base_score
+    return attr.sum(-1)[0].detach().double().cpu().numpy(), score, base_score
 
 
 def ig_bi_encoder(model: torch.nn.Module, tokenizer, query: str, doc: str, max_length: int, steps: int = 50, baseline: str = "unk") -> TokenAttribution:
@@ -408,8 +259,9 @@ def ig_bi_encoder(model: torch.nn.Module, tokenizer, query: str, doc: str, max_l
     from ragalign.retrieval import mean_pool
 
     model.eval()
-    q = tokenizer([query], truncation=True, max_length=max_length, return_tensors="pt")
-    d = tokenizer([doc], truncation=True, max_length=max_length, return_tensors="pt")
+    on = next(model.parameters()).device
+    q = tokenizer([query], truncation=True, max_length=max_length, return_tensors="pt").to(on)
+    d = tokenizer([doc], truncation=True, max_length=max_length, return_tensors="pt").to(on)
     lq = q["input_ids"].shape[1]
     layer = ZeroableEmbedding(model.get_input_embeddings())
     ids = torch.cat([q["input_ids"], d["input_ids"]], dim=1)
@@ -431,9 +283,13 @@ def ig_bi_encoder(model: torch.nn.Module, tokenizer, query: str, doc: str, max_l
 
 
 def ig_cross_encoder(model: torch.nn.Module, tokenizer, query: str, doc: str, max_length: int, steps: int = 50, baseline: str = "unk") -> TokenAttribution:
-    """IG of the single logit of a cross-encoder (``rerank.CrossEncoder.model``) on [CLS] q [SEP] d [SEP]."""
+    """IG of the single logit of a cross-encoder (``rerank.CrossEncoder.model``) on [CLS] q [SEP] d [SEP].
+
+    For the study's rerankers this logit is the learned correction on top of the dense prior: IG
+    explains what training changed (all zeros for a reranker that kept its untrained start).
+    """
     model.eval()
-    enc = tokenizer([query], [doc], truncation="only_second", max_length=max_length, return_tensors="pt")
+    enc = tokenizer([query], [doc], truncation="only_second", max_length=max_length, return_tensors="pt").to(next(model.parameters()).device)
     layer = ZeroableEmbedding(model.get_input_embeddings())
     ids = enc["input_ids"]
 

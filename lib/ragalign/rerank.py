@@ -1,7 +1,13 @@
 """Cross-encoder rerankers and the one listwise trainer every reranker in the study uses.
 
-Every reranker (the relevance baseline, the GainRAG selector, the RADIO reranker) is a MiniLM
-cross-encoder trained on *groups*: one query, ``group_size`` passages and a target distribution
+Every reranker (the relevance baseline, the GainRAG selector, the RADIO reranker) **starts from the
+ranking it re-ranks**: its score is the stage-02 dense similarity, scaled by
+``1 / training.prior_temperature``, plus a learned cross-encoder correction whose head is zero at
+initialisation. Before training it therefore reproduces the dense ranking exactly, and the trainer
+keeps the weights with the best held-out loss, the untrained (= dense) scorer included: a reranker
+can only move away from dense where that helped on held-out questions.
+
+Every reranker is trained on *groups*: one query, ``group_size`` passages and a target distribution
 over them. The loss is KL(target || softmax(scores)): a one-hot target is the usual contrastive
 loss, a uniform target over gold passages is relevance training, softmax(gain labels) is GainRAG
 distillation. Only the targets differ between methods, so the budget is the same by construction.
@@ -22,7 +28,9 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from ragalign.models import load_encoder, load_encoder_tokenizer
+from ragalign.io import write_json
+from ragalign.models import device, load_encoder, load_encoder_tokenizer
+from ragalign.retrieval import DenseEncoder
 from ragalign.seed import seed_everything
 
 if TYPE_CHECKING:
@@ -76,7 +84,7 @@ class MeanPoolScorer(torch.nn.Module):
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, inputs_embeds=inputs_embeds
         ).last_hidden_state
         if attention_mask is None:
-            attention_mask = torch.ones(hidden.shape[:2], dtype=torch.long)
+            attention_mask = torch.ones(hidden.shape[:2], dtype=torch.long, device=hidden.device)
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
         return SequenceClassifierOutput(logits=self.head(pooled))
@@ -96,37 +104,74 @@ class MeanPoolScorer(torch.nn.Module):
 
 
 class CrossEncoder:
-    """score(query, passage): one logit from the backbone run on the concatenated pair."""
+    """score(query, passage) = dense cosine / prior_temperature + a learned cross-encoder correction.
 
-    def __init__(self, name: str, max_length: int = 256, path: str | Path | None = None):
+    The dense prior comes from the frozen packaged bi-encoder (the stage-02 retriever), or from the
+    caller (``priors``: the stage-02 scores themselves, so that an untrained reranker reproduces the
+    dense ranking bit for bit). The correction is the backbone run on the concatenated pair with a
+    zero-initialised head, so it is exactly 0 before training.
+    """
+
+    CONFIG_FILE = "reranker.json"
+
+    def __init__(self, name: str, max_length: int = 256, path: str | Path | None = None, prior_temperature: float = 0.05, prior_max_length: int = 128):
         self.name = name
         self.max_length = max_length
+        self.prior_temperature = prior_temperature
+        self.prior_max_length = prior_max_length
         self.tokenizer = load_encoder_tokenizer(name)
-        self.model = MeanPoolScorer(load_encoder(name)) if path is None else MeanPoolScorer.from_pretrained(path)
+        self.model = (MeanPoolScorer(load_encoder(name)) if path is None else MeanPoolScorer.from_pretrained(path)).to(device())
+        self._prior_encoder: DenseEncoder | None = None
+        self._embedding: dict[str, np.ndarray] = {}
 
-    def logits(self, queries: Sequence[str], passages: Sequence[str]) -> torch.Tensor:
+    def prior(self, queries: Sequence[str], passages: Sequence[str]) -> torch.Tensor:
+        """Dense cosine similarity of each (query, passage) pair (frozen bi-encoder, embeddings memoised)."""
+        if self._prior_encoder is None:
+            self._prior_encoder = DenseEncoder(self.name, self.prior_max_length)
+            self._prior_encoder.model.requires_grad_(False)
+        new = list(dict.fromkeys(t for t in (*queries, *passages) if t not in self._embedding))
+        if new:
+            self._embedding.update(zip(new, self._prior_encoder.embed(new), strict=True))
+        q = np.stack([self._embedding[t] for t in queries])
+        p = np.stack([self._embedding[t] for t in passages])
+        return torch.from_numpy((q * p).sum(-1)).to(device())
+
+    def correction(self, queries: Sequence[str], passages: Sequence[str]) -> torch.Tensor:
+        """The learned part of the score (0 before training)."""
         batch = self.tokenizer(
             list(queries), list(passages), padding=True, truncation="only_second", max_length=self.max_length, return_tensors="pt"
-        )
+        ).to(device())
         return self.model(**batch).logits.squeeze(-1)
 
+    def logits(self, queries: Sequence[str], passages: Sequence[str], priors: Sequence[float] | None = None) -> torch.Tensor:
+        prior = self.prior(queries, passages) if priors is None else torch.tensor(np.asarray(priors, dtype=np.float32), device=device())
+        return prior / self.prior_temperature + self.correction(queries, passages)
+
     @torch.no_grad()
-    def score(self, queries: Sequence[str], passages: Sequence[str], batch_size: int = 64, desc: str | None = None) -> np.ndarray:
-        """Scores for (query, passage) pairs, in input order."""
+    def score(self, queries: Sequence[str], passages: Sequence[str], batch_size: int = 64, desc: str | None = None, priors: Sequence[float | None] | None = None) -> np.ndarray:
+        """Scores for (query, passage) pairs, in input order; ``priors`` gives known dense scores (None: compute)."""
         self.model.eval()
+        known = np.array([np.nan if priors is None or priors[i] is None else float(priors[i]) for i in range(len(queries))], dtype=np.float32)
+        missing = np.flatnonzero(np.isnan(known))
+        if len(missing):
+            known[missing] = self.prior([queries[i] for i in missing], [passages[i] for i in missing]).cpu().numpy()
         out = np.zeros(len(queries), dtype=np.float32)
         for start in tqdm(range(0, len(queries), batch_size), desc=desc, disable=desc is None, mininterval=5):
             sl = slice(start, start + batch_size)
-            out[sl] = self.logits(queries[sl], passages[sl]).float().numpy()
+            out[sl] = self.logits(queries[sl], passages[sl], known[sl]).float().cpu().numpy()
         return out
 
     def save(self, path: str | Path) -> None:
         self.model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
+        write_json(Path(path) / self.CONFIG_FILE, {"prior_temperature": self.prior_temperature, "prior_max_length": self.prior_max_length})
 
     @classmethod
     def load(cls, name: str, path: str | Path, max_length: int = 256) -> CrossEncoder:
-        return cls(name, max_length, path=path)
+        import json
+
+        config = json.loads((Path(path) / cls.CONFIG_FILE).read_text())
+        return cls(name, max_length, path=path, **config)
 
 
 def split_groups(groups: Sequence[Group], val_fraction: float, seed: int) -> tuple[list[Group], list[Group]]:
@@ -145,7 +190,7 @@ def _group_loss(model: CrossEncoder, groups: Sequence[Group]) -> torch.Tensor:
     queries = [g.query for g in groups for _ in g.passages]
     passages = [p for g in groups for p in g.passages]
     scores = model.logits(queries, passages).view(len(groups), size)
-    target = torch.tensor([g.target for g in groups], dtype=scores.dtype)
+    target = torch.tensor([g.target for g in groups], dtype=scores.dtype, device=scores.device)
     return kl_listwise_loss(scores, target)
 
 
@@ -169,10 +214,12 @@ def train_listwise(
     seed: int,
     evals_per_epoch: int = 4,
     desc: str = "train",
+    autocast: bool = False,
 ) -> pd.DataFrame:
     """Train ``model`` in place on groups; returns the curve (step, epoch, split, loss).
 
-    AdamW with 10% linear warm-up and linear decay. The validation loss is measured
+    AdamW with 10% linear warm-up and linear decay; ``autocast`` runs the training forwards and
+    backwards in bf16 autocast (weights, optimiser and the validation loss stay float32). The validation loss is measured
     ``evals_per_epoch`` times an epoch; the weights with the lowest one are kept (the
     untrained model counts), so a method cannot end worse on validation than where it started.
     """
@@ -202,7 +249,8 @@ def train_listwise(
         order = list(train)
         rng.shuffle(order)
         for i, start in enumerate(tqdm(range(0, len(order), batch_size), desc=f"{desc} epoch {epoch}", mininterval=10), start=1):
-            loss = _group_loss(model, order[start : start + batch_size])
+            with torch.autocast(device_type=device(), dtype=torch.bfloat16, enabled=autocast):
+                loss = _group_loss(model, order[start : start + batch_size])
             optimiser.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.model.parameters(), 1.0)
@@ -217,13 +265,14 @@ def train_listwise(
     return pd.DataFrame(curve)
 
 
-def train_reranker(encoder: str, groups: Sequence[Group], budget: TrainingParams, desc: str) -> tuple[CrossEncoder, pd.DataFrame]:
-    """A fresh ``encoder`` cross-encoder trained on ``groups`` with the study's shared budget.
+def train_reranker(encoder: str, groups: Sequence[Group], budget: TrainingParams, desc: str, prior_max_length: int = 128) -> tuple[CrossEncoder, pd.DataFrame]:
+    """A fresh ``encoder`` reranker (dense prior + zero correction) trained on ``groups`` with the shared budget.
 
     Every reranker of the study (relevance baseline, GainRAG selector, RADIO) comes from here, so
     they differ only in their groups' targets. Returns the model and its training curve.
+    ``prior_max_length`` is the bi-encoder's input length (``retrieval.max_length``).
     """
-    model = CrossEncoder(encoder, budget.max_length)
+    model = CrossEncoder(encoder, budget.max_length, prior_temperature=budget.prior_temperature, prior_max_length=prior_max_length)
     curve = train_listwise(
         model,
         groups,
@@ -238,11 +287,23 @@ def train_reranker(encoder: str, groups: Sequence[Group], budget: TrainingParams
 
 
 def rerank(
-    model: CrossEncoder, questions: pd.DataFrame, candidates: dict[str, list[str]], passage_text: dict[str, str], method: str, desc: str | None = None
+    model: CrossEncoder,
+    questions: pd.DataFrame,
+    candidates: dict[str, list[str]],
+    passage_text: dict[str, str],
+    method: str,
+    desc: str | None = None,
+    priors: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Rerank each question's candidate pids by cross-encoder score; a ranking table."""
+    """Rerank each question's candidate pids by reranker score; a ranking table.
+
+    ``priors`` is the ranking being re-ranked (``qid, pid, score``, e.g. stage 02's dense table): its
+    scores are the dense prior, so the untrained reranker returns exactly that ranking. Candidates it
+    lacks (a pseudo-passage) get the prior from the frozen bi-encoder. Ties keep the candidates' order.
+    """
+    known = {} if priors is None else dict(zip(zip(priors.qid, priors.pid, strict=True), priors.score.astype(float), strict=True))
     rows = [(q.qid, q.question, pid) for q in questions.itertuples() for pid in candidates[q.qid]]
-    scores = model.score([r[1] for r in rows], [passage_text[r[2]] for r in rows], desc=desc)
+    scores = model.score([r[1] for r in rows], [passage_text[r[2]] for r in rows], desc=desc, priors=[known.get((r[0], r[2])) for r in rows])
     df = pd.DataFrame({"qid": [r[0] for r in rows], "pid": [r[2] for r in rows], "score": scores.astype(float)})
     df = df.sort_values(["qid", "score"], ascending=[True, False], kind="stable")
     df["rank"] = df.groupby("qid").cumcount()

@@ -8,15 +8,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import bm25s
-import faiss
 import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
 
 from ragalign.metrics import recall_at_k, reciprocal_rank
-from ragalign.models import load_encoder, load_encoder_tokenizer
+from ragalign.models import device, load_encoder, load_encoder_tokenizer
 
 
 def passage_string(title: str, text: str) -> str:
@@ -45,6 +43,8 @@ def to_ranking(qids: Sequence[str], indices: np.ndarray, scores: np.ndarray, pid
 
 def bm25_search(corpus: Sequence[str], queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
     """(indices, scores) [n_queries, k] of the BM25 top-k."""
+    import bm25s
+
     retriever = bm25s.BM25()
     retriever.index(bm25s.tokenize(list(corpus), stopwords="en", show_progress=False), show_progress=False)
     tokens = bm25s.tokenize(list(queries), stopwords="en", return_ids=False, show_progress=False)
@@ -69,7 +69,7 @@ class DenseEncoder:
         self.model = model if model is not None else load_encoder(name)
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        return self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        return self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt").to(device())
 
     def forward(self, texts: Sequence[str]) -> torch.Tensor:
         """Differentiable embeddings [n, d] (for training)."""
@@ -85,7 +85,7 @@ class DenseEncoder:
         starts = range(0, len(texts), batch_size)
         for start in tqdm(starts, desc=desc, disable=desc is None, mininterval=5):
             idx = order[start : start + batch_size]
-            out[idx] = self.forward([texts[i] for i in idx]).float().numpy()
+            out[idx] = self.forward([texts[i] for i in idx]).float().cpu().numpy()
         return out
 
     def save(self, path: str | Path) -> None:
@@ -95,6 +95,8 @@ class DenseEncoder:
 
 def dense_search(passage_emb: np.ndarray, query_emb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(indices, scores) [n_queries, k] by exact inner product (cosine on normalised vectors)."""
+    import faiss
+
     index = faiss.IndexFlatIP(passage_emb.shape[1])
     index.add(np.ascontiguousarray(passage_emb, dtype=np.float32))
     scores, indices = index.search(np.ascontiguousarray(query_emb, dtype=np.float32), k)

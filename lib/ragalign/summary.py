@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ragalign.io import atomic_write_text
-from ragalign.metrics import bootstrap_ci
+from ragalign.metrics import bootstrap_ci, paired_difference
 
 
 def context_gold_recall(answers: pd.DataFrame, questions: pd.DataFrame) -> pd.Series:
@@ -22,15 +22,19 @@ def context_gold_recall(answers: pd.DataFrame, questions: pd.DataFrame) -> pd.Se
 
 
 def variant_rows(answers: pd.DataFrame, questions: pd.DataFrame, n_boot: int, seed: int) -> pd.DataFrame:
-    """EM/F1 with bootstrap intervals and context gold recall, one row per variant (answer order)."""
+    """Gold-answer likelihood and EM/F1 with bootstrap intervals, and context gold recall, one row per variant."""
     recall = context_gold_recall(answers, questions)
     rows = []
     for variant, df in answers.groupby("variant", sort=False):
         em, f1 = bootstrap_ci(df.em, n_boot, seed), bootstrap_ci(df.f1, n_boot, seed)
+        lp = bootstrap_ci(df.gold_logprob, n_boot, seed)
         rows.append(
             {
                 "variant": variant,
                 "n": len(df),
+                "gold_logprob": lp["mean"],
+                "gold_logprob_lo": lp["lo"],
+                "gold_logprob_hi": lp["hi"],
                 "em": em["mean"],
                 "em_lo": em["lo"],
                 "em_hi": em["hi"],
@@ -41,6 +45,80 @@ def variant_rows(answers: pd.DataFrame, questions: pd.DataFrame, n_boot: int, se
             }
         )
     return pd.DataFrame(rows).set_index("variant")
+
+
+# Paired comparisons of the headline: each method against the relevance reranker and against dense
+# retrieval *at the same number of passages* (GainRAG shows one passage: its references are the
+# relevance reranker on the same candidates, "no distillation", and dense top-1), plus the two
+# checks that retrieval can help at all.
+REFERENCES: dict[str, tuple[str | None, str | None]] = {
+    # variant -> (relevance reranker at the same k, dense at the same k)
+    "bm25": ("reranker", "dense"),
+    "reranker": (None, "dense"),
+    "radio": ("reranker", "dense"),
+    "figret": ("reranker", "dense"),
+    "gainrag": ("no_distillation", "dense_top1"),
+    "gainrag_alpha0": ("no_distillation", "dense_top1"),
+    "gainrag_no_pseudo": ("no_distillation", "dense_top1"),
+    "no_distillation": (None, "dense_top1"),
+}
+RETRIEVAL_CHECKS = (("oracle", "no_retrieval"), ("dense", "no_retrieval"))
+
+
+def paired_table(answers: pd.DataFrame, metric: str, n_boot: int, seed: int) -> pd.DataFrame:
+    """One row per (variant, reference): the paired difference of ``metric`` with its interval and
+    the smallest difference detectable at 80% power (``mde``)."""
+    by = dict(tuple(answers.groupby("variant", sort=False)))
+    pairs = [(v, ref, kind) for v, refs in REFERENCES.items() for ref, kind in zip(refs, ("reranker", "dense"), strict=True) if ref]
+    pairs += [(a, b, "retrieval") for a, b in RETRIEVAL_CHECKS]
+    rows = [
+        {"variant": v, "reference": ref, "kind": kind} | paired_difference(by[v], by[ref], metric, n_boot, seed)
+        for v, ref, kind in pairs
+        if v in by and ref in by
+    ]
+    return pd.DataFrame(rows)
+
+
+def verdict(d: dict, a: str, b: str, unit: str = "") -> str:
+    """A paired difference in words that follow its sign and interval: nothing is 'better' inside an interval that includes 0."""
+    numbers = f"{d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]{unit}"
+    if d["lo"] == d["hi"] == 0:
+        return f"{a} and {b} give the same value on every question (their contexts coincide)"
+    if d["lo"] > 0:
+        return f"{a} beats {b} ({numbers})"
+    if d["hi"] < 0:
+        return f"{a} is worse than {b} ({numbers})"
+    return f"{a} and {b} are not told apart ({numbers}; the study detects {d['mde']:.3f} with 80% power)"
+
+
+def validity_gates(metrics: dict[str, dict]) -> dict[str, dict]:
+    """Every stage's validity gates, named ``stage.gate``."""
+    return {f"{stage}.{name}": gate for stage, block in metrics.items() for name, gate in block.get("validity", {}).items()}
+
+
+GATE_LABELS = {
+    "baselines.oracle_vs_no_retrieval": "the gold passages raise the gold-answer likelihood over no retrieval",
+    "baselines.dense_vs_no_retrieval": "dense retrieval raises the gold-answer likelihood over no retrieval",
+    "baselines.reranker_vs_dense_ranking": "the relevance reranker ranks gold passages at least as well as dense (MRR, test)",
+    "baselines.reranker_heldout_loss": "relevance-reranker training lowered its held-out loss",
+    "gainrag.selector_heldout_loss": "GainRAG selector training lowered its held-out KL",
+    "gainrag.selector_alpha0_heldout_loss": "the α = 0 selector's training lowered its held-out KL",
+    "gainrag.selector_vs_dense_ranking": "the GainRAG selector ranks gold passages at least as well as dense (MRR, test)",
+    "gainrag.gold_at_top_k_vs_dense": "the GainRAG selector picks a gold passage at least as often as dense top-1",
+    "radio.reranker_heldout_loss": "RADIO training lowered its held-out loss",
+    "radio.reranker_vs_dense_ranking": "the RADIO reranker ranks gold passages at least as well as dense (MRR, test)",
+    "figret.retriever_vs_dense_ranking": "the FiGRet retriever ranks gold passages at least as well as dense (MRR, test)",
+    "figret.judge_relevance_vs_chance": "the FiGRet judge tells gold from non-gold passages (relevance AUC > 0.5)",
+    "figret.judge_purity_vs_chance": "the FiGRet judge's purity AUC is above 0.5",
+}
+
+
+def failed_gates_text(gates: dict[str, dict]) -> str:
+    """The failed gates as a sentence for the top of the findings and the README ('' when all pass)."""
+    bad = [name for name, gate in gates.items() if not gate.get("passed", False)]
+    if not bad:
+        return f"All {len(gates)} validity gates pass."
+    return f"**{len(bad)} of {len(gates)} validity gates fail:** " + "; ".join(GATE_LABELS.get(b, b) for b in bad) + " — not shown."
 
 
 def _fmt(value: float, digits: int = 3) -> str:
@@ -55,7 +133,7 @@ def markdown_table(table: pd.DataFrame, columns: Sequence[tuple[str, str]]) -> s
     for variant, row in table.iterrows():
         cells = []
         for col, _ in columns:
-            if col in ("em", "f1"):
+            if col in ("em", "f1", "gold_logprob") or f"{col}_lo" in row:
                 cells.append(f"{_fmt(row[col])} [{_fmt(row[col + '_lo'])}, {_fmt(row[col + '_hi'])}]")
             elif col.endswith("evaluations") or col.endswith("tokens"):
                 cells.append("–" if pd.isna(row[col]) else f"{int(row[col]):,}")
@@ -100,7 +178,8 @@ def timings_table(folder: str | Path = "results/timings") -> str:
     for stage, name in VARIANT_SOURCES.values():
         builds.setdefault(stage, []).append(name)
     builds.setdefault("08_rag_e_audit", []).append("(audit of six variants)")
-    rows = [json.loads(f.read_text()) for f in sorted(Path(folder).glob("*.json"))]
+    builds.setdefault("09_summary", []).append("(this table)")
+    rows = [json.loads(f.read_text()) for f in sorted(Path(folder).glob("*.json")) if f.stem != "09_summary"]  # 09 is running now
     lines = ["| stage | builds | wall time | peak memory |", "|---|---|---:|---:|"]
     lines += [
         f"| {r['stage']} | {', '.join(builds.get(r['stage'], [])) or '–'} | {r['wall_s'] / 60:.1f} min | {r['peak_rss_mib'] / 1024:.1f} GiB |"
@@ -135,11 +214,15 @@ def build_costs(gainrag: dict, radio: dict, figret: dict, n_test: int) -> dict[s
     """LLM evaluations and tokens spent to *build* each variant (answering the test split excluded).
 
     Baselines need no LLM call to build. GainRAG pays for gain labels and pseudo-passages (its
-    ablations reuse the same ones), RADIO for its rationales, FiGRet for its failure detection and
+    ablations reuse the same ones; "no distillation" pays for the pseudo-passages only), RADIO for its rationales, FiGRet for its failure detection and
     judgements (its metrics count the test answers too, which are subtracted here: one per question).
     """
     zero = {"llm_evaluations": 0, "llm_tokens": 0}
     gain_cost = gainrag["cost"]
+    pseudo = {
+        "llm_evaluations": int(gain_cost["pseudo_generation"]["evaluations"]),
+        "llm_tokens": int(gain_cost["pseudo_generation"]["forward_tokens"]),
+    }
     gain = {
         "llm_evaluations": int(gain_cost["labelling"]["evaluations"] + gain_cost["pseudo_generation"]["evaluations"]),
         "llm_tokens": int(gain_cost["labelling"]["forward_tokens"] + gain_cost["pseudo_generation"]["forward_tokens"]),
@@ -149,6 +232,7 @@ def build_costs(gainrag: dict, radio: dict, figret: dict, n_test: int) -> dict[s
     costs = {v: dict(zero) for v in VARIANT_SOURCES}
     for v in ("gainrag", "gainrag_alpha0", "gainrag_no_pseudo"):
         costs[v] = dict(gain)
+    costs["no_distillation"] = pseudo  # the relevance reranker chooses among the same candidates, pseudo-passages included
     costs["radio"] = {"llm_evaluations": int(radio["cost"]["rationale_evaluations"]), "llm_tokens": int(radio["cost"]["rationale_forward_tokens"])}
     costs["figret"] = {
         "llm_evaluations": int(figret["cost"]["llm_evaluations"] - n_fig),
@@ -158,10 +242,12 @@ def build_costs(gainrag: dict, radio: dict, figret: dict, n_test: int) -> dict[s
 
 
 def alignment_columns(rag_e: dict, p: float) -> dict[str, dict[str, float]]:
-    """Per audited variant: WARG (paper form and extrapolated) at ``p``, failure rates, Spearman."""
+    """Per audited variant with at least two documents: WARG (paper form and extrapolated) at ``p``, failure rates, Spearman."""
     out = {}
     for name, block in rag_e.get("variants", {}).items():
         o = block["original"]
+        if o is None:  # a one-document context: no ranking to align
+            continue
         out[name] = {
             "warg": o["warg"]["truncated"][f"{p:g}"]["mean"],
             "warg_ext": o["warg"]["ext"][f"{p:g}"]["mean"],

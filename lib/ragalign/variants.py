@@ -73,7 +73,7 @@ def top_k(variant: Variant, qids: Sequence[str], k: int, root: str | Path = ".")
     ranked = df.groupby("qid", sort=False).pid.agg(list).to_dict()
     short = [q for q in qids if len(ranked.get(q, [])) < k]
     if short:
-        raise ValueError(f"{variant.rankings}: {len(short)} audited questions have fewer than rag_e.k={k} ranked passages (e.g. {short[:3]})")
+        raise ValueError(f"{variant.rankings}: {len(short)} audited questions have fewer than the {k} ranked passages the variant shows (e.g. {short[:3]})")
     return {q: list(ranked[q][:k]) for q in qids}
 
 

@@ -1,0 +1,86 @@
+"""The audit's games: two values per coalition from one scoring call, one-document games, gain vs Shapley."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ragalign import audit
+from ragalign.rag import build_prompt
+
+
+def fake_score(helpful: dict[str, float]):
+    """Token log-probs of an answer: -1 per token, raised by each helpful passage in the prompt."""
+    calls = []
+
+    def score(prompts, answers):
+        calls.append(len(prompts))
+        out = []
+        for p, answers_p in zip(prompts, answers, strict=True):
+            bonus = sum(v for text, v in helpful.items() if text in p)
+            out.append([[-1.0 + bonus / (1 + (a == "own"))] * 2 for a in answers_p])
+        return out
+
+    return score, calls
+
+
+def games(k: int, variant: str = "dense", order: str = "original"):
+    texts = tuple(f"doc{i}" for i in range(k))
+    return [audit.AuditGame(variant, "q1", order, "Q?", tuple(f"p{i}" for i in range(k)), texts, "own", ("gold",))]
+
+
+def test_both_values_come_from_one_call_and_exact_shapley_is_additive():
+    score, calls = fake_score({"doc0": 0.5, "doc2": 0.25})
+    gs = games(3) + games(3, variant="figret")  # the same coalitions: scored once
+    plans = audit.plans_for([3], 64, 16, "kernelshap", 0)
+    values = audit.game_values(gs, {3: plans[3][2]}, score, "logprob")
+    assert calls == [8]  # 2^3 distinct prompts, one call, both variants
+    rows = audit.shapley_rows(gs, values, {3: plans[3][:2]}, 0)
+    assert rows.utility_shapley[0] == pytest.approx([0.5, 0.0, 0.25])  # additive game: Shapley = own effect
+    assert rows.utility_single[0] == pytest.approx([0.5, 0.0, 0.25])
+    assert rows.support_shapley[0] == pytest.approx([0.25, 0.0, 0.125])
+    assert rows.utility_full[0] == pytest.approx(-0.25) and rows.utility_empty[0] == -1.0
+
+
+def test_one_document_game_has_one_value_and_no_ranking():
+    score, _ = fake_score({"doc0": 0.5})
+    gs = games(1, variant="gainrag")
+    plans = audit.plans_for([1], 64, 16, "kernelshap", 0)
+    assert plans[1][2] == [0, 1]
+    values = audit.game_values(gs, {1: plans[1][2]}, score, "prob")
+    rows = audit.shapley_rows(gs, values, {1: plans[1][:2]}, 0)
+    assert rows.utility_shapley[0] == pytest.approx([0.5])
+    table, summary = audit.alignment_table(rows, {"gainrag": {"q1": ["p0"]}}, [0.7], 50, 0)
+    assert table.empty and summary == {}
+
+
+def test_sampled_plans_still_score_every_single_document():
+    plans = audit.plans_for([8], 64, 32, "kernelshap", 0)
+    method, _, masks = plans[8]
+    assert method == "kernelshap" and {1 << i for i in range(8)} <= set(masks) and {0, 255} <= set(masks)
+
+
+def test_gain_vs_shapley_and_paired_differences():
+    rows = pd.DataFrame(
+        {
+            "k": [3, 3],
+            "order": ["original"] * 2,
+            "utility_single": [[0.1, 0.5, 0.2], [0.3, 0.1, 0.0]],
+            "utility_shapley": [[0.1, 0.4, 0.3], [0.1, 0.2, 0.0]],
+        }
+    )
+    link = audit.gain_vs_shapley(rows)
+    assert link["games"] == 2 and link["spearman_per_game"] == pytest.approx(0.75)
+    table = pd.DataFrame(
+        {"variant": ["dense"] * 4 + ["radio"] * 4, "qid": list("abcd") * 2, "order": "original", "wasted": [0, 0, 1, 0, 1, 1, 1, 0]}
+    )
+    d = audit.paired_vs(table, "dense", ["wasted"], 200, 0)["radio"]["wasted"]
+    assert d["mean"] == 0.5 and d["n"] == 4 and not math.isnan(d["mde"])
+
+
+def test_shuffled_order_is_seeded_and_a_permutation():
+    a = audit.shuffled("q1", ["a", "b", "c", "d", "e"], 0)
+    assert sorted(a) == ["a", "b", "c", "d", "e"] and a == audit.shuffled("q1", ["a", "b", "c", "d", "e"], 0)
+    assert audit.subset_prompt(games(3)[0], 0b101) == build_prompt("Q?", ["doc0", "doc2"])
+    assert np.isfinite(audit.minimum_detectable_difference([0.0, 1.0, 0.5]))
