@@ -20,19 +20,18 @@ are compared with the naive ones. Wall times depend on the machine and its load:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from report import emit
 from roofline import forward_flops, gemm_peak, timed
 
 from ragalign import params
 from ragalign.data import load_passages, load_questions
 from ragalign.gain import Pair, build_pairs, compute_pair_scores, gain_label, pair_scores, perplexity
-from ragalign.io import write_json
 from ragalign.lm import LM
 from ragalign.models import use_device
 from ragalign.rag import PassageStore
@@ -141,10 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_abs_label_diff_vs_naive": {name: float(f"{np.abs(labels(s) - ref).max():.2e}") for name, (s, _) in runs.items()},
         "labels_equal_naive_bitwise": {name: bool(np.array_equal(labels(s), ref)) for name, (s, _) in runs.items()},
     }
-    print(json.dumps(result, indent=2, sort_keys=True))
-    if args.out:
-        write_json(args.out, result)
-    return 0
+    return emit(result, args.out)
 
 
 if __name__ == "__main__":

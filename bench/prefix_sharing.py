@@ -33,11 +33,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from report import emit
 
 from ragalign.attribution import all_masks, members
 from ragalign.coalitions import PrefixScorer, Segmentation
 from ragalign.data import DEFAULT_PATHS
-from ragalign.io import write_json
 from ragalign.lm import LM
 from ragalign.rag import build_prompt
 
@@ -92,7 +92,9 @@ def full_forward(lm: LM, prompts: list[str], answers: list[list[str]]) -> tuple[
     return elapsed, out
 
 
-def prefix_tree(lm: LM, prompts: list[str], answers: list[list[str]]) -> tuple[float, list[list[list[float]]], PrefixScorer]:
+def prefix_tree(
+    lm: LM, prompts: list[str], answers: list[list[str]]
+) -> tuple[float, list[list[list[float]]], PrefixScorer]:
     """(seconds, values, scorer): one segment-trie walk, tokenisation (and segmentation) included."""
     start = time.perf_counter()
     scorer = PrefixScorer(lm, [lm.prompt_ids(p) for p in prompts], [[lm.answer_ids(a) for a in ans] for ans in answers])
@@ -115,8 +117,15 @@ def compare(full: list[list[list[float]]], tree: list[list[list[float]]]) -> dic
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--games", default="5:3,8:1", help="k:questions, comma separated")
-    ap.add_argument("--full-sample", type=int, default=16, help="at most this many coalitions per game through the full path (seeded uniform sample)")
-    ap.add_argument("--alone", type=int, default=4, help="coalitions per game scored again alone (bitwise batch-invariance check)")
+    ap.add_argument(
+        "--full-sample",
+        type=int,
+        default=16,
+        help="at most this many coalitions per game through the full path (seeded uniform sample)",
+    )
+    ap.add_argument(
+        "--alone", type=int, default=4, help="coalitions per game scored again alone (bitwise batch-invariance check)"
+    )
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--dtype", default="bfloat16")
     ap.add_argument("--device", default="cpu")
@@ -137,7 +146,20 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     for k, question, texts, answers in games:
         prompts, ans = game_pairs(k, question, texts, answers)
-        a = acc.setdefault(k, {"questions": 0, "coalitions": 0, "full_coalitions": 0, "full_s": 0.0, "full_tokens": 0, "diffs": [], "s": 0.0, "tokens_forwarded": 0, "forwards": 0})
+        a = acc.setdefault(
+            k,
+            {
+                "questions": 0,
+                "coalitions": 0,
+                "full_coalitions": 0,
+                "full_s": 0.0,
+                "full_tokens": 0,
+                "diffs": [],
+                "s": 0.0,
+                "tokens_forwarded": 0,
+                "forwards": 0,
+            },
+        )
         a["questions"] += 1
         a["coalitions"] += len(prompts)
         # Interleaved per game, so load from elsewhere on the machine hits both paths alike.
@@ -155,7 +177,11 @@ def main(argv: list[str] | None = None) -> int:
             _, alone, _ = prefix_tree(lm, [prompts[i]], [ans[i]])
             checked += 1
             invariant &= alone[0] == tree[i]
-        print(f"k={k} {question[:40]!r}: full {t_full:.1f}s for {len(sample)} coalitions, tree {t_tree:.1f}s for {len(prompts)}", file=sys.stderr, flush=True)
+        print(
+            f"k={k} {question[:40]!r}: full {t_full:.1f}s for {len(sample)} coalitions, tree {t_tree:.1f}s for {len(prompts)}",
+            file=sys.stderr,
+            flush=True,
+        )
     by_k = {}
     for k, a in acc.items():
         full_rate = a["full_coalitions"] / a["full_s"]
@@ -198,10 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s": round(time.perf_counter() - started, 1),
         "by_k": by_k,
     }
-    print(json.dumps(result, indent=2, sort_keys=True))
-    if args.out:
-        write_json(args.out, result)
-    return 0
+    return emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,9 @@ import sys
 import time
 
 import torch
+from report import emit
 
 from ragalign import params
-from ragalign.io import write_json
 from ragalign.rerank import CrossEncoder, Group, split_groups, train_listwise
 
 
@@ -64,10 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             "val_gold_at_1": f"{top1}/{len(val)}",
         }
     result["speedup"] = round(result["runs"]["float32"]["seconds_per_step"] / result["runs"]["bf16_autocast"]["seconds_per_step"], 2)
-    print(json.dumps(result, indent=2))
-    if args.out:
-        write_json(args.out, result)
-    return 0
+    return emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ from ragalign import params, plots
 from ragalign.data import load_passages, load_questions
 from ragalign.io import write_json, write_parquet
 from ragalign.lm import LM
-from ragalign.metrics import paired_difference
+from ragalign.metrics import format_difference, paired_difference
 from ragalign.rag import PassageStore, answer_questions, em_f1_table, summarise
 from ragalign.rerank import relevance_groups, rerank, train_reranker
 from ragalign.retrieval import corpus_strings, retrieval_quality, top_pids
@@ -131,13 +131,10 @@ examples = answers[answers.variant.isin(["oracle", "reranker"])].merge(test[["qi
 examples[["variant", "question", "answers", "answer", "f1"]]
 
 # %% tags=["findings"]
-def verb(new: float, old: float) -> str:
-    return "raises" if new > old else "lowers" if new < old else "leaves"
-
-
-def diff_text(d: dict) -> str:
-    sign = "above zero" if d["lo"] > 0 else "below zero" if d["hi"] < 0 else "including zero"
-    return f"{d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] ({sign}; detectable at 80% power: {d['mde']:.3f})"
+def moves(name: str, new: float, old: float) -> str:
+    if new == old:
+        return f"leaves the {name} at {old:.3f}"
+    return f"{'raises' if new > old else 'lowers'} the {name} from {old:.3f} to {new:.3f}"
 
 
 lp = {v: summary[v]["gold_logprob"]["mean"] for v in summary}
@@ -145,14 +142,14 @@ Markdown(
     describe_failures(validity, {"oracle_vs_no_retrieval": "oracle > no retrieval", "dense_vs_no_retrieval": "dense > no retrieval",
                                  "reranker_vs_dense_ranking": "reranker MRR >= dense MRR", "reranker_heldout_loss": "reranker training lowered its held-out loss"})
     + f"Gold-answer log-likelihood: {lp['no_retrieval']:.3f} with no passages, {lp['oracle']:.3f} with the gold passages "
-    f"(oracle − none {diff_text(differences['oracle - no_retrieval'])}); dense top-{P.rag.top_k} {lp['dense']:.3f} "
-    f"(dense − none {diff_text(differences['dense - no_retrieval'])}). F1 moves less: {summary['no_retrieval']['f1']['mean']:.3f} "
+    f"(oracle − none {format_difference(differences['oracle - no_retrieval'])}); dense top-{P.rag.top_k} {lp['dense']:.3f} "
+    f"(dense − none {format_difference(differences['dense - no_retrieval'])}). F1 moves less: {summary['no_retrieval']['f1']['mean']:.3f} "
     f"without passages, {summary['oracle']['f1']['mean']:.3f} with the gold ones, {summary['dense']['f1']['mean']:.3f} with dense. "
-    f"The relevance reranker {verb(rank_quality.loc['reranker', 'mrr'], rank_quality.loc['dense', 'mrr'])} the MRR of gold passages from "
-    f"{rank_quality.loc['dense', 'mrr']:.3f} (dense, its start) to {rank_quality.loc['reranker', 'mrr']:.3f} and recall@1 from "
-    f"{rank_quality.loc['dense', 'recall@1']:.3f} to {rank_quality.loc['reranker', 'recall@1']:.3f}; "
+    f"The relevance reranker, trained on {len(groups)} train questions, "
+    f"{moves('MRR of gold passages', rank_quality.loc['reranker', 'mrr'], rank_quality.loc['dense', 'mrr'])} (dense is its start) and "
+    f"{moves('recall@1', rank_quality.loc['reranker', 'recall@1'], rank_quality.loc['dense', 'recall@1'])}; "
     + ("training never lowered its held-out loss, so it kept its start: the dense ranking. " if kept["kept_step"] == 0 else f"it kept the weights of step {kept['kept_step']} (held-out loss {kept['start']} → {kept['best']}). ")
-    + f"Its answers' gold log-likelihood minus dense top-{P.rag.top_k}: {diff_text(differences['reranker - dense'])}."
+    + f"Its answers' gold log-likelihood minus dense top-{P.rag.top_k}: {format_difference(differences['reranker - dense'])}."
 )
 
 # %%

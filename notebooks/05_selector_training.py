@@ -52,7 +52,7 @@ from ragalign.gain import (
 )
 from ragalign.io import write_json, write_parquet
 from ragalign.lm import LM
-from ragalign.metrics import paired_difference
+from ragalign.metrics import format_difference, paired_difference
 from ragalign.rag import PassageStore, answer_questions, em_f1_table, summarise
 from ragalign.rerank import CrossEncoder, rerank, train_reranker
 from ragalign.retrieval import corpus_strings
@@ -205,11 +205,6 @@ plots.save(fig, "figures/gain_em_f1.png")
 stats04 = json.loads(Path("results/gainrag/labelling_stats.json").read_text())
 g, a0, npd, nd = (summary[v]["f1"]["mean"] for v in ("gainrag", "gainrag_alpha0", "gainrag_no_pseudo", "no_distillation"))
 rr = baselines.get("reranker", {}).get("f1", {}).get("mean", float("nan"))
-def diff_text(d: dict) -> str:
-    sign = "above zero" if d["lo"] > 0 else "below zero" if d["hi"] < 0 else "including zero"
-    return f"{d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] ({sign}; detectable: {d['mde']:.3f})"
-
-
 vt = validity
 Markdown(
     describe_failures(vt, {"selector_heldout_loss": "selector training lowered its held-out KL", "selector_alpha0_heldout_loss": "α = 0 selector lowered its held-out KL",
@@ -217,8 +212,8 @@ Markdown(
     + f"The selector's held-out KL went {vt['selector_heldout_loss']['start']} → {vt['selector_heldout_loss']['best']} "
     f"(kept step {vt['selector_heldout_loss']['kept_step']}; step 0 is the dense ranking). It puts a gold passage first for "
     f"{vt['gold_at_top_k_vs_dense']['selector']:.0%} of test questions against {vt['gold_at_top_k_vs_dense']['dense']:.0%} for dense. "
-    f"Gold-answer log-likelihood, paired: GainRAG − dense top-{P.selector.top_k} {diff_text(diffs[top]['gold_logprob'])}; "
-    f"GainRAG − relevance reranker on the same candidates (no distillation) {diff_text(diffs['no_distillation']['gold_logprob'])}. "
+    f"Gold-answer log-likelihood, paired: GainRAG − dense top-{P.selector.top_k} {format_difference(diffs[top]['gold_logprob'])}; "
+    f"GainRAG − relevance reranker on the same candidates (no distillation) {format_difference(diffs['no_distillation']['gold_logprob'])}. "
     + f"The GainRAG selector, trained on {len(groups)} labelled questions, answers the {len(test)} test questions with "
     f"F1 {g:.3f} (EM {summary['gainrag']['em']['mean']:.3f}) from its top {P.selector.top_k} passage(s); it picks the "
     f"pseudo-passage for {selection.loc['gainrag', 'pseudo_selection_rate']:.0%} of questions. Ablations: α = 0 gives F1 {a0:.3f}, "
@@ -228,7 +223,7 @@ Markdown(
     f"{diffs['baseline:reranker']['f1']['mean']:+.3f} [{diffs['baseline:reranker']['f1']['lo']:+.3f}, "
     f"{diffs['baseline:reranker']['f1']['hi']:+.3f}] F1 per question. Labelling cost "
     f"{stats04['cost']['labelling']['evaluations']} generator sequences "
-    f"({stats04['cost']['labelling']['forward_tokens']:,} padded tokens) plus "
+    f"({stats04['cost']['labelling']['forward_tokens']:,} tokens) plus "
     f"{stats04['cost']['pseudo_generation']['evaluations']} pseudo-passage generations."
     if "baseline:reranker" in diffs
     else "stage-03 reranker answers missing"

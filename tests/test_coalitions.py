@@ -31,7 +31,9 @@ def coalition_prompts(question: str, docs: list[str]) -> list[str]:
 
 
 def full_values(lm, prompts, answers):
-    flat = lm._token_logprobs([p for p, ans in zip(prompts, answers, strict=True) for _ in ans], [a for ans in answers for a in ans])
+    flat = lm._token_logprobs(
+        [p for p, ans in zip(prompts, answers, strict=True) for _ in ans], [a for ans in answers for a in ans]
+    )
     out, at = [], 0
     for ans in answers:
         out.append(flat[at : at + len(ans)])
@@ -40,7 +42,12 @@ def full_values(lm, prompts, answers):
 
 
 def max_abs_diff(a, b) -> float:
-    return max(abs(x - y) for ra, rb in zip(a, b, strict=True) for va, vb in zip(ra, rb, strict=True) for x, y in zip(va, vb, strict=True))
+    return max(
+        abs(x - y)
+        for ra, rb in zip(a, b, strict=True)
+        for va, vb in zip(ra, rb, strict=True)
+        for x, y in zip(va, vb, strict=True)
+    )
 
 
 def test_segmentation_is_header_then_passages_then_the_rest(tiny_lm):
@@ -50,7 +57,12 @@ def test_segmentation_is_header_then_passages_then_the_rest(tiny_lm):
     docs = ["Paris: capital.", "Two\n\nparagraphs", DOCS[3]]
     leading, tail = seg.split(tiny_lm.prompt_ids(build_prompt(QUESTION, docs)))
     text = [tiny_lm.tokenizer.decode(list(s)) for s in leading]
-    assert leading[0] == seg.header and text[1:] == ["Paris: capital.\n\n", "Two\n\n", "paragraphs\n\n", DOCS[3] + "\n\n"]
+    assert leading[0] == seg.header and text[1:] == [
+        "Paris: capital.\n\n",
+        "Two\n\n",
+        "paragraphs\n\n",
+        DOCS[3] + "\n\n",
+    ]
     assert tiny_lm.tokenizer.decode(list(tail)).startswith(f"Question: {QUESTION}")
     # Cut positions are a function of the ids alone; never at the very end, no header, no cut.
     assert seg.cuts([5, 198, 198, 7, 198, 198]) == [3] and seg.cuts([198, 198, 198]) == [2] and seg.cuts([7]) == []
@@ -103,7 +115,9 @@ def test_cache_hits_and_shared_coalitions_computed_once(tiny_lm, monkeypatch):
 
     computed: list[tuple[str, str]] = []
     score_pairs = coalitions._score_pairs
-    monkeypatch.setattr(coalitions, "_score_pairs", lambda lm, pairs, *a: computed.extend(pairs) or score_pairs(lm, pairs, *a))
+    monkeypatch.setattr(
+        coalitions, "_score_pairs", lambda lm, pairs, *a: computed.extend(pairs) or score_pairs(lm, pairs, *a)
+    )
     variant_a = coalition_prompts(QUESTION, DOCS[:3])
     variant_b = coalition_prompts(QUESTION, [DOCS[0], DOCS[1], DOCS[3]])  # shares the coalitions of docs 0 and 1
     prompts = variant_a + variant_b
@@ -113,7 +127,9 @@ def test_cache_hits_and_shared_coalitions_computed_once(tiny_lm, monkeypatch):
     first = prefix_token_logprobs(tiny_lm, prompts, answers)
     pairs = len(prompts) * len(ANSWERS)
     unique = pairs - shared * len(ANSWERS)
-    assert len(computed) == len(set(computed)) == unique == len(tiny_lm.cache)  # each shared pair computed and stored once
+    assert (
+        len(computed) == len(set(computed)) == unique == len(tiny_lm.cache)
+    )  # each shared pair computed and stored once
     assert first[:4] == first[8:12] and first[4:8] != first[12:16]  # masks 0-3 (docs 0 and 1 only) coincide
     assert tiny_lm.evaluations == pairs  # cost counted per (prompt, answer), like LM.count
     second = prefix_token_logprobs(tiny_lm, prompts, answers)
@@ -148,7 +164,9 @@ def fresh(lm, tmp_path, name: str):
     """The same model behind an empty cache: nothing can come from an earlier call."""
     from ragalign.lm import LM
 
-    return LM(lm.name, lm.dtype, cache_root=str(tmp_path / name), tokenizer=lm.tokenizer, model=lm.model, show_progress=False)
+    return LM(
+        lm.name, lm.dtype, cache_root=str(tmp_path / name), tokenizer=lm.tokenizer, model=lm.model, show_progress=False
+    )
 
 
 def real_game(lm, k: int = 3):
@@ -164,7 +182,9 @@ def test_real_bf16_value_does_not_depend_on_the_other_prompts(real_lm, tmp_path)
         alone = prefix_token_logprobs(fresh(real_lm, tmp_path, f"alone{i}"), [prompts[i]], [answers[i]])
         assert alone[0] == together[i]
     order = [5, 2, 7, 0, 6, 1, 4, 3]
-    chunked = prefix_token_logprobs(fresh(real_lm, tmp_path, "chunked"), [prompts[i] for i in order], [answers[i] for i in order], chunk_size=3)
+    chunked = prefix_token_logprobs(
+        fresh(real_lm, tmp_path, "chunked"), [prompts[i] for i in order], [answers[i] for i in order], chunk_size=3
+    )
     assert chunked == [together[i] for i in order]
 
 
@@ -176,12 +196,13 @@ def test_real_bf16_answers_of_one_prompt_pass_equal_each_alone(real_lm, tmp_path
         assert [row[j] for row in both] == [row[0] for row in alone]
 
 
-# Observed on an AMD EPYC, 2 threads, transformers 5.23 / torch 2.13: at most 0.0039 of a mean token
-# log-prob in this game, and at most 0.019 (1.1e-4 of a mean token prob) over 352 HotpotQA coalitions in
-# bench/results/prefix_sharing.json: bf16 rounds the pieces of a prompt a little differently from one
-# forward (the difference is the same whatever else is scored: it depends on the pair alone). The bound
-# leaves room for other CPUs without letting a real error (a wrong position, a lost cache) through:
-# those move the mean log-prob by whole nats.
+# Observed on an AMD EPYC, transformers 5.23 / torch 2.13: 0 (bit-identical) in this game with 2 threads,
+# and 0 over the 24 sampled HotpotQA coalitions (k=5 and k=8) of bench/results/prefix_sharing.json with
+# 1 thread; the earlier, non-canonical prefix tree reached 0.038 of a mean token log-prob (3e-5 of a mean
+# token prob) with 2 threads: bf16 may round the pieces of a prompt a little differently from one forward
+# (now the same whatever else is scored: the difference depends on the pair alone). The bound leaves
+# room for other CPUs without letting a real error (a wrong position, a lost cache) through: those move
+# the mean log-prob by whole nats.
 BF16_MEAN_LOGPROB_TOL = 0.05
 
 
@@ -190,6 +211,8 @@ def test_real_bf16_model_matches_full_forward(real_lm, tmp_path):
     answers = [list(ANSWERS) for _ in prompts]
     tree = prefix_token_logprobs(fresh(real_lm, tmp_path, "tree"), prompts, answers)
     full = full_values(real_lm, prompts, answers)
-    diff = max(abs(np.mean(t) - np.mean(f)) for rt, rf in zip(tree, full, strict=True) for t, f in zip(rt, rf, strict=True))
+    diff = max(
+        abs(np.mean(t) - np.mean(f)) for rt, rf in zip(tree, full, strict=True) for t, f in zip(rt, rf, strict=True)
+    )
     print(f"bf16 max abs diff of mean token log-prob: {diff:.3g}")
     assert diff <= BF16_MEAN_LOGPROB_TOL

@@ -26,11 +26,15 @@ def test_readme_starts_with_the_two_commands():
 
 @pytest.mark.skipif(not SUMMARY.exists(), reason="no committed summary yet")
 def test_readme_table_matches_summary_json():
-    summary = json.loads(SUMMARY.read_text())["variants"]
+    full = json.loads(SUMMARY.read_text())
+    summary = full["variants"]
+    failed = full["validity"]["failed"]
+    assert readme_block(ROOT / "README.md").startswith(f"**{len(failed)} of" if failed else "All "), "the failed gates lead the table"
     table = parse_table(readme_block(ROOT / "README.md"))
     assert set(table.index) == set(summary)
     for variant, row in table.iterrows():
         s = summary[variant]
+        assert row["gold-answer log-prob [95% CI]"] == f"{s['gold_logprob']:.3f} [{s['gold_logprob_lo']:.3f}, {s['gold_logprob_hi']:.3f}]"
         assert row["EM [95% CI]"] == f"{s['em']:.3f} [{s['em_lo']:.3f}, {s['em_hi']:.3f}]"
         assert row["F1 [95% CI]"] == f"{s['f1']:.3f} [{s['f1_lo']:.3f}, {s['f1_hi']:.3f}]"
         assert row["gold passages shown"] == f"{s['gold_recall']:.3f}"

@@ -72,7 +72,12 @@ class Segmentation:
         doc = lm.tokenizer("A.", add_special_tokens=False).input_ids
         with_doc = lm.prompt_ids(build_prompt("Q?", ["A."]))
         separator = with_doc[header + len(doc) : len(with_doc) - len(tail)]
-        if bare[:header] != one[:header] or with_doc[: header + len(doc)] != bare[:header] + doc or with_doc[len(with_doc) - len(tail) :] != tail or not separator:
+        if (
+            bare[:header] != one[:header]
+            or with_doc[: header + len(doc)] != bare[:header] + doc
+            or with_doc[len(with_doc) - len(tail) :] != tail
+            or not separator
+        ):
             raise ValueError(f"cannot find the passage separator of {lm.name}'s chat template")
         return cls(tuple(bare[:header]), tuple(separator))
 
@@ -190,7 +195,9 @@ class PrefixScorer:
             self.bar.update(1)
 
 
-def _score_pairs(lm: LM, pairs: Sequence[tuple[str, str]], bar: tqdm | None, segmentation: Segmentation) -> list[list[float]]:
+def _score_pairs(
+    lm: LM, pairs: Sequence[tuple[str, str]], bar: tqdm | None, segmentation: Segmentation
+) -> list[list[float]]:
     """Token log-probs of (prompt, answer) pairs, uncached: one trie walk, answers grouped by prompt."""
     prompts: dict[str, int] = {}
     answers: list[list[str]] = []
@@ -201,7 +208,9 @@ def _score_pairs(lm: LM, pairs: Sequence[tuple[str, str]], bar: tqdm | None, seg
             answers.append([])
         answers[s].append(a)
         where.append((s, len(answers[s]) - 1))
-    scorer = PrefixScorer(lm, [lm.prompt_ids(p) for p in prompts], [[lm.answer_ids(a) for a in ans] for ans in answers], segmentation)
+    scorer = PrefixScorer(
+        lm, [lm.prompt_ids(p) for p in prompts], [[lm.answer_ids(a) for a in ans] for ans in answers], segmentation
+    )
     out = scorer.run(bar)
     return [out[s][j] for s, j in where]
 
@@ -233,7 +242,10 @@ def prefix_token_logprobs(
     bar = tqdm(total=missing, desc=desc, disable=not (lm.show_progress and desc), mininterval=5)
     with bar:
         values = lm.cache.map(
-            keys, [flat[i] for i in order], lambda chunk: _score_pairs(lm, chunk, bar, segmentation), chunk_size=chunk_size
+            keys,
+            [flat[i] for i in order],
+            lambda chunk: _score_pairs(lm, chunk, bar, segmentation),
+            chunk_size=chunk_size,
         )
     sorted_values = dict(zip(order, values, strict=True))
     out, at = [], 0
@@ -252,4 +264,12 @@ def as_token_logprobs(lm: LM, desc: str | None = None):
     return score
 
 
-__all__ = ["KEY_NAMESPACE", "Node", "PrefixScorer", "Segmentation", "as_token_logprobs", "build_tree", "prefix_token_logprobs"]
+__all__ = [
+    "KEY_NAMESPACE",
+    "Node",
+    "PrefixScorer",
+    "Segmentation",
+    "as_token_logprobs",
+    "build_tree",
+    "prefix_token_logprobs",
+]

@@ -1,17 +1,18 @@
-"""The generator: one batched path for answer log-probabilities, answer logits and generation.
+"""The generator: cached, batch-invariant answer log-probabilities, answer logits and generation.
 
 Only the positions that predict answer tokens go through the LM head (the vocabulary projection
 is the most expensive part of a short-answer forward). Scores and generations are cached on disk,
 keyed by the prompt, the answer and :attr:`LM.signature` (model, dtype, device, attention kernel).
 
-**Batch invariance.** A value never depends on what else was computed with it: every sequence
-goes through the model alone, unpadded, so the same prompt gives the same bits whatever else a
+**Batch invariance.** A value never depends on what else was computed with it: every scored
+sequence goes through the model alone, unpadded, so the same prompt gives the same bits whatever else a
 stage scores (``tests/test_lm.py`` pins it). Padded batches do not guarantee this. With the fused
 SDPA kernel a padded row rounds differently in bf16 (up to 0.32 on a gain label); with eager
 attention and right padding rows agree on some CPUs but not on others (a 16-core Xeon changed
-float32 scores with the batch: ``bench/results/device_check_h200.json``); greedy decoding with left
-padding changes answers. Running alone costs little on CPU, where prefill dominates and a padded
-batch pays for its padding (``bench/gain_throughput.py`` measures both).
+float32 scores with the batch: ``bench/results/device_check_h200_padded_batches.json``); greedy decoding with left
+padding changes answers. Scoring alone costs little on CPU, where prefill dominates and a padded
+batch pays for its padding (``bench/gain_throughput.py`` measures both). Greedy decoding of long
+replies is bound by its steps instead: see :meth:`LM.decode_rows`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from tqdm import tqdm
 
 from ragalign.cache import Cache, make_key
 from ragalign.models import GENERATOR_ATTENTION, load_generator
+
+DECODE_ROWS = 8  # rows per decoding group of short prompts
+SHORT_PROMPT_TOKENS = 160  # prompts up to this length decode in groups
 
 
 @dataclass
@@ -120,11 +124,37 @@ class LM:
         return self.token_logprobs(prompts, [answer] * len(prompts))
 
     # ---- generation ---------------------------------------------------------------------
+    def decode_rows(self, n_prompt_tokens: int) -> int:
+        """Rows decoded together for a prompt of this length: a function of the prompt alone.
+
+        Short prompts with long replies (pseudo-passages, rationales) are bound by the decoding
+        steps, which cost about the same for 1 or ``DECODE_ROWS`` rows on a CPU: they decode in
+        groups of exactly ``DECODE_ROWS`` rows of the *same* length (no padding), filled with copies.
+        A row's bits then do not depend on the other rows. Long prompts are bound by their prefill,
+        which copies would multiply: they decode alone, with a static KV cache (the same replies,
+        22% faster for RAG answers on 2 CPU cores; slower for grouped long replies:
+        ``bench/results/decoding.json``).
+        """
+        return DECODE_ROWS if n_prompt_tokens <= SHORT_PROMPT_TOKENS else 1
+
+    def generation_groups(self, prompts: Sequence[str]) -> list[list[int]]:
+        """Prompt indices in decoding groups: same token length, exactly ``decode_rows`` rows (copies fill)."""
+        by_length: dict[int, list[int]] = {}
+        for i, p in enumerate(prompts):
+            by_length.setdefault(len(self.prompt_ids(p)), []).append(i)
+        groups = []
+        for length, idx in sorted(by_length.items()):
+            rows = self.decode_rows(length)
+            for s in range(0, len(idx), rows):
+                chunk = idx[s : s + rows]
+                groups.append(chunk + [chunk[0]] * (rows - len(chunk)))
+        return groups
+
     @torch.inference_mode()
     def _generate(self, prompts: Sequence[str], max_new_tokens: int, desc: str | None = None) -> list[str]:
-        out = []
-        for prompt in tqdm(prompts, desc=desc, disable=not (self.show_progress and desc), mininterval=5):
-            ids = torch.tensor([self.prompt_ids(prompt)], device=self.device)
+        out: list[str | None] = [None] * len(prompts)
+        for group in tqdm(self.generation_groups(prompts), desc=desc, disable=not (self.show_progress and desc), mininterval=5):
+            ids = torch.tensor([self.prompt_ids(prompts[i]) for i in group], device=self.device)
             gen = self.model.generate(
                 input_ids=ids,
                 attention_mask=torch.ones_like(ids),
@@ -132,12 +162,15 @@ class LM:
                 do_sample=False,
                 pad_token_id=self.tokenizer.pad_token_id,
                 eos_token_id=self.tokenizer.eos_token_id,
-            )
-            out.append(self.tokenizer.decode(gen[0, ids.shape[1] :].cpu(), skip_special_tokens=True).strip())
-        return out
+                **({"cache_implementation": "static"} if len(group) == 1 else {}),
+            ).cpu()
+            for row, i in enumerate(group):
+                if out[i] is None:  # filler rows repeat a prompt of the group
+                    out[i] = self.tokenizer.decode(gen[row, ids.shape[1] :], skip_special_tokens=True).strip()
+        return [o or "" for o in out]
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int, desc: str | None = None) -> list[str]:
-        """Greedy replies (stopping at end-of-turn or ``max_new_tokens``), each decoded alone; cached on disk."""
+        """Greedy replies (stopping at end-of-turn or ``max_new_tokens``), batch-invariant (``decode_rows``); cached on disk."""
         self.count(prompts, [], max_new_tokens)
-        keys = [make_key("generate", *self.signature, "greedy", max_new_tokens, p) for p in prompts]
+        keys = [make_key("generate", *self.signature, "greedy", DECODE_ROWS, SHORT_PROMPT_TOKENS, "static-if-alone", max_new_tokens, p) for p in prompts]
         return self.cache.map(keys, list(prompts), lambda chunk: self._generate(chunk, max_new_tokens, desc), chunk_size=32)

@@ -91,3 +91,12 @@ def reciprocal_rank(ranked: Sequence[str], gold: Sequence[str]) -> float:
         if pid in gold:
             return 1.0 / rank
     return 0.0
+
+
+def format_difference(d: dict[str, float]) -> str:
+    """A paired difference in words that follow its interval: 'mean [lo, hi] (above zero | below zero |
+    including zero; detectable ...)', or that the two sides are identical on every question."""
+    if d["lo"] == d["hi"] == 0:
+        return "0 on every question (identical contexts)"
+    sign = "above zero" if d["lo"] > 0 else "below zero" if d["hi"] < 0 else "including zero"
+    return f"{d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] ({sign}; detectable at 80% power: {d['mde']:.3f})"

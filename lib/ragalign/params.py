@@ -78,6 +78,7 @@ class TrainingParams(Section):
     max_length: int = Field(160, ge=16, description="cross-encoder input tokens (question + passage)")
     val_fraction: float = Field(0.2, gt=0, lt=1)
     prior_temperature: float = Field(0.05, gt=0, description="rerankers score dense cosine / prior_temperature + a learned correction (0 at start)")
+    bf16_autocast: bool = Field(True, description="reranker training forwards/backwards in bf16 autocast (bench/train_precision.py)")
     seed: int = 7
 
 

@@ -282,6 +282,7 @@ def train_reranker(encoder: str, groups: Sequence[Group], budget: TrainingParams
         val_fraction=budget.val_fraction,
         seed=budget.seed,
         desc=desc,
+        autocast=budget.bf16_autocast,
     )
     return model, curve
 
