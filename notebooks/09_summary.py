@@ -166,7 +166,7 @@ def says(v: str, ref: str) -> str:
 
 aligned = audited.loc[audited.index.isin(["GainRAG", "RADIO", "FiGRet"])]
 relevance_only = audited.loc[audited.index.isin(["BM25 top-k", "dense top-k", "relevance reranker"])]
-mde = paired[paired.kind != "retrieval"].mde
+mde = paired[(paired.kind != "retrieval") & (paired.mde > 0)].mde  # identical contexts (mde 0) say nothing about power
 Markdown(
     gate_line
     + " **The study's answer**, on the gold-answer log-likelihood, paired over the same questions: "
@@ -175,14 +175,15 @@ Markdown(
     f"{says('radio', 'dense')}; {says('figret', 'dense')}. Against the relevance reranker: {says('gainrag', 'no_distillation')}; "
     f"{says('radio', 'reranker')}; {says('figret', 'reranker')}. With {len(test)} test questions the smallest difference these paired "
     f"comparisons detect with 80% power is {mde.min():.3f}–{mde.max():.3f} nats per token, against an oracle − no-retrieval gap of "
-    f"{d.loc[('oracle', 'no_retrieval'), 'mean']:+.3f}. F1 tells the same story more faintly: "
-    f"{table.loc['no retrieval', 'f1']:.3f} without passages, {table.loc['oracle (gold passages)', 'f1']:.3f} with the gold ones. "
+    f"{d.loc[('oracle', 'no_retrieval'), 'mean']:+.3f}. Token F1 is {table.loc['no retrieval', 'f1']:.3f} without passages and "
+    f"{table.loc['oracle (gold passages)', 'f1']:.3f} with the gold ones. "
     f"Across the audited variants the retriever's top document is not among the generator's two most used in "
     f"{audited.wasted_retrieval.min():.0%}–{audited.wasted_retrieval.max():.0%} of questions (wasted retrieval), and the generator's "
     f"most used document sits below the retriever's top two in {audited.noise_distraction.min():.0%}–{audited.noise_distraction.max():.0%} "
     "(noise distraction); the RAG-E paper reports 47–67% and 48–66%. "
     f"The aligned variants' mean WARG@{p_warg:g} is {aligned.warg.mean():.3f} against {relevance_only.warg.mean():.3f} for the "
-    f"relevance-only ones ({n_audit} audited questions per variant; per-variant intervals in the stage-08 report). Building the aligned "
+    f"relevance-only ones (means of variant means; {n_audit} audited questions per variant; paired per-variant intervals in the stage-08 "
+    "report). Building the aligned "
     f"variants cost {int(table.loc['GainRAG', 'llm_evaluations']):,} (GainRAG), {int(table.loc['RADIO', 'llm_evaluations']):,} "
     f"(RADIO) and {int(table.loc['FiGRet', 'llm_evaluations']):,} (FiGRet) generator evaluations; the relevance reranker needs none."
 )

@@ -44,3 +44,60 @@ def test_offline_by_default():
     env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
     out = subprocess.run([sys.executable, "-c", "import os, ragalign.models; print(os.environ['HF_HUB_OFFLINE'])"], env=env, capture_output=True, text=True)
     assert out.stdout.strip() == "1", out.stderr
+
+
+# ---- the device, chosen once ----------------------------------------------------------------------
+def test_device_choice(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert models.resolve_device("auto") == "cpu" and models.resolve_device("cpu") == "cpu"
+    with pytest.raises(models.ModelNotFoundError, match="models.device=cuda"):
+        models.resolve_device("cuda")
+    with pytest.raises(ValueError, match="auto, cpu or cuda"):
+        models.resolve_device("tpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert models.resolve_device("auto") == "cuda"  # auto = CUDA when present
+    assert models.resolve_device("cpu") == "cpu"  # an explicit choice wins
+
+
+def test_params_check_names_the_device_and_rejects_a_missing_gpu(monkeypatch):
+    import torch
+
+    from ragalign.params import ParamsError, validate
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    p = validate({})
+    assert p.models.describe() == "device cpu (models.device=auto), dtype bfloat16"
+    assert validate({"models": {"dtype": "float32"}}).models.resolved_dtype() == "float32"
+    with pytest.raises(ParamsError, match=r"models.device: .*allowed: auto, cpu, cuda"):
+        validate({"models": {"device": "cuda"}})
+
+
+def test_every_model_load_goes_through_the_chosen_device(monkeypatch):
+    """Generator, encoders, rerankers: every load is moved by ``to_device`` to the device chosen once."""
+    moved = []
+    real = models.to_device
+
+    def spy(module, on=None):
+        moved.append((type(module).__name__, on or models.device()))
+        return real(module, on)
+
+    monkeypatch.setattr(models, "to_device", spy)
+    models.use_device("cpu")
+    models.load_generator.cache_clear()
+    from ragalign.rerank import CrossEncoder
+    from ragalign.retrieval import DenseEncoder
+
+    DenseEncoder("minilm-l6", 32)
+    CrossEncoder("minilm-l6", 32)
+    models.load_generator("smollm2-135m-instruct", "bfloat16", "cpu")
+    models.load_generator.cache_clear()
+    kinds = [k for k, _ in moved]
+    assert kinds.count("BertModel") == 2 and "LlamaForCausalLM" in kinds
+    assert {on for _, on in moved} == {"cpu"}
+
+
+def test_generator_uses_eager_attention():
+    _, model = models.load_generator("smollm2-135m-instruct", "bfloat16", "cpu")
+    assert model.config._attn_implementation == "eager"

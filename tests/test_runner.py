@@ -120,3 +120,41 @@ def test_every_stage_depends_on_all_the_library_code_it_runs():
                 todo += _ragalign_imports((lib / f"{module}.py").read_text())
         declared = {Path(d).stem for d in stage["deps"] if d.startswith("lib/ragalign/")}
         assert declared == needed, f"{name}: missing {sorted(needed - declared)}, not imported {sorted(declared - needed)}"
+
+
+def _path_literals(source: str) -> set[str]:
+    """String literals (and f-string heads) that name a project file: results/, figures/, reports/, data/, README.md."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            text = node.value
+        elif isinstance(node, ast.JoinedStr) and node.values and isinstance(node.values[0], ast.Constant):
+            text = str(node.values[0].value).rsplit("/", 1)[0] + "/"  # f"results/{d}/x": the folder it reads under
+        else:
+            continue
+        if text.startswith(("results/", "figures/", "reports/")) or text == "README.md":
+            found.add(text)
+    return found
+
+
+def test_every_file_a_stage_reads_or_writes_is_declared():
+    """Each path a stage's notebook (or a library module it imports) names is a dep, an out or a metric
+    of that stage in dvc.yaml, or lies under (or above) one of them."""
+    lib = ROOT / "lib" / "ragalign"
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    problems = []
+    for name, stage in stages.items():
+        declared = [e if isinstance(e, str) else next(iter(e)) for kind in ("deps", "outs", "metrics") for e in stage.get(kind, [])]
+        sources = [(ROOT / "notebooks" / f"{name}.py").read_text()]
+        modules, todo = set(), list(_ragalign_imports(sources[0]))
+        while todo:
+            m = todo.pop()
+            if m not in modules:
+                modules.add(m)
+                todo += _ragalign_imports((lib / f"{m}.py").read_text())
+        named = set().union(*(_path_literals(s) for s in sources + [(lib / f"{m}.py").read_text() for m in modules]))
+        named = {p for p in named if not p.startswith("results/timings/") or name == "09_summary"}  # the runner writes each stage's own timings
+        undeclared = [p for p in named if not any(p == d or p.startswith(d.rstrip("/") + "/") or d.startswith(p.rstrip("/") + "/") for d in declared)]
+        if undeclared:
+            problems.append(f"{name} names {sorted(undeclared)} but dvc.yaml does not declare them")
+    assert not problems, "\n".join(problems)

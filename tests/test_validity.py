@@ -67,7 +67,7 @@ def test_failed_gates_lead_the_words():
     gates = validity_gates({"baselines": {"validity": {"reranker_vs_dense_ranking": {"passed": False}, "oracle_vs_no_retrieval": {"passed": True}}}})
     assert set(gates) == {"baselines.reranker_vs_dense_ranking", "baselines.oracle_vs_no_retrieval"}
     text = failed_gates_text(gates)
-    assert text.startswith("**1 of 2 validity gates fail") and "relevance reranker" in text
+    assert text.startswith("**1 of 2 validity gates fail.**") and "relevance reranker" in text
     assert failed_gates_text({"x": {"passed": True}}) == "All 1 validity gates pass."
     assert describe_failures({"a": {"passed": True}}) == ""
     assert "b did not pass" in describe_failures({"a": {"passed": True}, "b": {"passed": False}})

@@ -118,7 +118,7 @@ def failed_gates_text(gates: dict[str, dict]) -> str:
     bad = [name for name, gate in gates.items() if not gate.get("passed", False)]
     if not bad:
         return f"All {len(gates)} validity gates pass."
-    return f"**{len(bad)} of {len(gates)} validity gates fail:** " + "; ".join(GATE_LABELS.get(b, b) for b in bad) + " — not shown."
+    return f"**{len(bad)} of {len(gates)} validity gates fail.** Not shown at this budget: " + "; ".join(GATE_LABELS.get(b, b) for b in bad) + "."
 
 
 def _fmt(value: float, digits: int = 3) -> str:
@@ -133,8 +133,10 @@ def markdown_table(table: pd.DataFrame, columns: Sequence[tuple[str, str]]) -> s
     for variant, row in table.iterrows():
         cells = []
         for col, _ in columns:
-            if col in ("em", "f1", "gold_logprob") or f"{col}_lo" in row:
+            if (col in ("em", "f1", "gold_logprob") or f"{col}_lo" in row) and pd.notna(row[col]):
                 cells.append(f"{_fmt(row[col])} [{_fmt(row[col + '_lo'])}, {_fmt(row[col + '_hi'])}]")
+            elif col in ("em", "f1", "gold_logprob") or f"{col}_lo" in row:
+                cells.append("–")
             elif col.endswith("evaluations") or col.endswith("tokens"):
                 cells.append("–" if pd.isna(row[col]) else f"{int(row[col]):,}")
             else:
