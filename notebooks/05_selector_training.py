@@ -46,6 +46,7 @@ from ragalign.gain import (
     context_texts,
     drop_pseudo,
     pseudo_selection_rate,
+    pseudo_texts,
     selector_candidates,
     selector_groups,
     top_contexts,
@@ -70,7 +71,7 @@ dense = pd.read_parquet("results/retrieval/dense.parquet")
 train = questions[questions.qid.isin(set(labels.qid))]
 # the selector reads passages as the stage-03 reranker does; pseudo-passages as generated
 selector_text = dict(zip(passages.pid, corpus_strings(passages), strict=True))
-pseudo_text = {f"pseudo:{r.qid}": r.text for r in pseudo.itertuples()}
+pseudo_text = pseudo_texts(pseudo)
 selector_text.update(pseudo_text)
 
 # %% [markdown]

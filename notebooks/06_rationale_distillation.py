@@ -87,7 +87,7 @@ rationales[["question", "answer", "rationale"]].head(6)
 # `rationale only` the similarity to the rationale alone (mix 1, the public RADIO code's ranking).
 
 # %%
-encoder = DenseEncoder(P.models.encoder, P.retrieval.max_length)
+encoder = DenseEncoder(P.models.encoder, P.retrieval.max_length, autocast=P.retrieval.bf16_autocast)
 rationale_emb = dict(zip(rationales.qid, encoder.embed(rationales.text.tolist(), P.retrieval.encode_batch_size), strict=True))
 ranked = radio_lib.rationale_ranking(dense_k, rationale_emb, passage_emb, pid_row, P.radio.mix, P.radio.k)
 ranked_only = radio_lib.rationale_ranking(dense_k, rationale_emb, passage_emb, pid_row, 1.0, P.radio.k)

@@ -83,7 +83,7 @@ train_kwargs = dict(
 
 
 def fresh_encoder() -> DenseEncoder:
-    return DenseEncoder(P.models.encoder, P.retrieval.max_length)
+    return DenseEncoder(P.models.encoder, P.retrieval.max_length, autocast=P.retrieval.bf16_autocast)
 
 
 def pool_quality(encoder, qs, pool, base=False):

@@ -44,12 +44,12 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown
 
-from ragalign import alignment, attribution, audit, params, plots, variants
+from ragalign import alignment, attribution, audit, gain, params, plots, variants
 from ragalign.coalitions import prefix_token_logprobs
 from ragalign.data import load_passages, load_questions
 from ragalign.io import write_json, write_parquet
 from ragalign.lm import LM
-from ragalign.rag import PassageStore, build_prompt, clean_answer
+from ragalign.rag import PassageStore
 from ragalign.retrieval import passage_string
 from ragalign.seed import seed_everything
 
@@ -90,21 +90,20 @@ raw_text = {p.pid: passage_string(p.title, p.text) for p in passages.itertuples(
 pseudo_path = "results/gainrag/pseudo.parquet"
 pseudo = {}
 if any(v.name == "gainrag" for v in audited):
-    pseudo = {f"pseudo:{r.qid}": r.text for r in pd.read_parquet(pseudo_path).itertuples()}
+    pseudo = gain.pseudo_texts(pd.read_parquet(pseudo_path))
 
 
 def gen_text(pid: str) -> str:
     """Passage text as the generator sees it (pseudo-passages from GainRAG's pseudo.parquet)."""
-    return lm.truncate(pseudo[pid], P.rag.max_passage_tokens) if pid.startswith("pseudo:") else store[pid]
+    return lm.truncate(pseudo[pid], P.rag.max_passage_tokens) if gain.is_pseudo(pid) else store[pid]
 
 
 def ret_text(pid: str) -> str:
-    return pseudo[pid] if pid.startswith("pseudo:") else raw_text[pid]
+    return pseudo[pid] if gain.is_pseudo(pid) else raw_text[pid]
 
 
 context_k = {"gainrag": P.selector.top_k, "radio": P.radio.top_k}
 tops = {v.name: variants.top_k(v, test.qid.tolist(), context_k.get(v.name, P.rag.top_k)) for v in audited}
-gold = dict(zip(test.qid, test.answers, strict=True))
 
 # %% [markdown]
 # ## Generator attribution
@@ -114,15 +113,8 @@ gold = dict(zip(test.qid, test.answers, strict=True))
 # planned coalition of every game, over a prefix tree, in one cached call.
 
 # %%
-keys = [(v.name, qid) for v in audited for qid in test.qid]
-replies = lm.generate([build_prompt(qtext[q], [gen_text(p) for p in tops[v][q]]) for v, q in keys], P.rag.max_new_tokens, desc="answers")
-target = {key: (clean_answer(r) or r) for key, r in zip(keys, replies, strict=True)}
-control = set(test.qid.tolist()[: E.shuffled_questions])
-games = []
-for (v, q), answer in target.items():
-    orders = [("original", tops[v][q])] + ([("shuffled", audit.shuffled(q, tops[v][q], E.seed))] if q in control and len(tops[v][q]) > 1 else [])
-    for order, pids in orders:
-        games.append(audit.AuditGame(v, q, order, qtext[q], tuple(pids), tuple(gen_text(p) for p in pids), answer, tuple(str(a) for a in gold[q])))
+games = audit.build_games(lm, test, tops, gen_text, P.rag.max_new_tokens, E.shuffled_questions, E.seed)
+control = {g.qid for g in games if g.order == "shuffled"}
 plans = audit.plans_for([g.k for g in games], E.max_exact_subsets, E.mc_evaluations, E.estimator, E.seed)
 evals_before = lm.evaluations
 values = audit.game_values(games, {k: masks for k, (_, _, masks) in plans.items()}, lambda ps, ans: prefix_token_logprobs(lm, ps, ans, desc="coalitions"), E.value)

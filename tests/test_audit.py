@@ -84,3 +84,28 @@ def test_shuffled_order_is_seeded_and_a_permutation():
     assert sorted(a) == ["a", "b", "c", "d", "e"] and a == audit.shuffled("q1", ["a", "b", "c", "d", "e"], 0)
     assert audit.subset_prompt(games(3)[0], 0b101) == build_prompt("Q?", ["doc0", "doc2"])
     assert np.isfinite(audit.minimum_detectable_difference([0.0, 1.0, 0.5]))
+
+
+class FakeLM:
+    """LM.answer's shape: a reply per prompt (here: 'Answer: <first word of the prompt>.')."""
+
+    def __init__(self):
+        self.asked = []
+
+    def answer(self, prompts, golds, max_new_tokens, desc=None):
+        self.asked.append((list(prompts), [list(g) for g in golds]))
+        return [(f"Answer: {p.split(':')[0].split()[0]}.", [[-1.0] for _ in g]) for p, g in zip(prompts, golds, strict=True)]
+
+
+def test_build_games_scores_each_variants_own_cleaned_answer_with_a_shuffled_control():
+    questions = pd.DataFrame({"qid": ["q1", "q2"], "question": ["Q1?", "Q2?"], "answers": [["a1"], ["a2", "b2"]]})
+    contexts = {"dense": {"q1": ["p1", "p2", "p3"], "q2": ["p2", "p1", "p3"]}, "gainrag": {"q1": ["p3"], "q2": ["p1"]}}
+    lm = FakeLM()
+    gs = audit.build_games(lm, questions, contexts, lambda pid: f"{pid}: text of {pid}", 16, shuffled_questions=1, seed=0)
+    assert len(lm.asked) == 1 and len(lm.asked[0][0]) == 4  # one answering call, 2 variants x 2 questions
+    assert lm.asked[0][0][0] == build_prompt("Q1?", ["p1: text of p1", "p2: text of p2", "p3: text of p3"])
+    assert [(g.variant, g.qid, g.order) for g in gs] == [
+        ("dense", "q1", "original"), ("dense", "q1", "shuffled"), ("dense", "q2", "original"), ("gainrag", "q1", "original"), ("gainrag", "q2", "original")
+    ]  # a one-document game has no other order
+    assert gs[0].own_answer == "p1" and gs[2].gold_answers == ("a2", "b2")
+    assert sorted(gs[1].ids) == sorted(gs[0].ids) and gs[1].ids == tuple(audit.shuffled("q1", ["p1", "p2", "p3"], 0))

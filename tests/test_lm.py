@@ -98,3 +98,23 @@ def test_bf16_greedy_answers_are_batch_invariant(smol_lm):
     """A prompt's greedy reply is the same alone or next to others, in any order."""
     batched = smol_lm._generate(RAG_PROMPTS[:3], 8)
     assert [smol_lm._generate([p], 8)[0] for p in RAG_PROMPTS[:3]] == batched
+
+
+def test_answer_shares_one_prefill_and_matches_the_two_pass_way(tiny_lm):
+    """LM.answer: the greedy reply that decoding alone gives, and the gold answers' token log-probs
+    that scoring gives (float32: within 1e-5), from one forward of the prompt; cached."""
+    golds = [["France", "Paris"], ["753 BC"], ["Hello"]]
+    out = tiny_lm.answer(PROMPTS, golds, 6)
+    for (reply, scores), prompt, gs in zip(out, PROMPTS, golds, strict=True):
+        assert reply == tiny_lm._generate([prompt], 6)[0]
+        for s, g in zip(scores, gs, strict=True):
+            assert s == pytest.approx(tiny_lm._token_logprobs([prompt], [g])[0], abs=1e-5)
+    assert tiny_lm.answer(PROMPTS, golds, 6) == out and tiny_lm.cache.hits == 3
+
+
+def test_bf16_answer_is_batch_invariant(smol_lm):
+    """A prompt's (reply, gold scores) from LM.answer are the same bits alone or with the others."""
+    golds = [["Paris"], ["William Shakespeare", "Shakespeare"], ["Italy"], ["France"]]
+    together = [smol_lm._answer_one(p, g, 8) for p, g in zip(RAG_PROMPTS, golds, strict=True)]
+    assert smol_lm._answer_one(RAG_PROMPTS[2], golds[2], 8) == together[2]
+    assert [r for r, _ in together] == [smol_lm._generate([p], 8)[0] for p in RAG_PROMPTS]

@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -101,6 +102,31 @@ def test_late_param_change_touches_only_its_stages(tiny_repo):
         assert not would_run & {"01_prepare_data", "02_retrieval", "03_rag_baselines", "07_figret"}, would_run
     finally:
         (repo / "params.yaml").write_text(original)
+
+
+def test_a_benchmark_named_by_data_path_is_a_dependency(tiny_repo):
+    """Point data.path at another file: editing one answer in it makes `dvc status` report stage 01 changed."""
+    repo, _, env = tiny_repo
+    dvc = [sys.executable, "-m", "dvc"]
+    saved = {name: (repo / name).read_text() for name in ("params.yaml", "dvc.lock")}
+    params = yaml.safe_load(saved["params.yaml"])
+    mine = repo / "mine.jsonl"
+    shutil.copy(repo / "data" / "hotpotqa" / "hotpot_dev_distractor.jsonl", mine)
+    params["data"]["path"] = "mine.jsonl"
+    try:
+        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        run([*dvc, "commit", "--force", "01_prepare_data"], repo, env)  # as if stage 01 had run on it
+        assert "01_prepare_data" not in json.loads(run([*dvc, "status", "--json", "01_prepare_data"], repo, env).stdout)
+        lines = mine.read_text().splitlines()
+        record = json.loads(lines[0])
+        record["answer"] += " (edited)"
+        mine.write_text("\n".join([json.dumps(record), *lines[1:]]) + "\n")
+        status = json.loads(run([*dvc, "status", "--json", "01_prepare_data"], repo, env).stdout)
+        assert {"changed deps": {"mine.jsonl": "modified"}} in status["01_prepare_data"], status
+    finally:
+        for name, text in saved.items():
+            (repo / name).write_text(text)
+        mine.unlink(missing_ok=True)
 
 
 def test_plots_render_offline(tiny_repo):

@@ -31,7 +31,7 @@ from scipy.stats import spearmanr
 from ragalign import alignment
 from ragalign.attribution import estimate, members, plan_masks, subset_value
 from ragalign.metrics import bootstrap_ci, minimum_detectable_difference
-from ragalign.rag import build_prompt
+from ragalign.rag import build_prompt, clean_answer
 
 VALUES = ("support", "utility")
 
@@ -59,6 +59,40 @@ def shuffled(qid: str, pids: Sequence[str], seed: int) -> list[str]:
     order = list(range(len(pids)))
     random.Random(f"{seed}:{qid}").shuffle(order)
     return [pids[i] for i in order]
+
+
+def build_games(
+    lm,
+    questions: pd.DataFrame,
+    contexts: Mapping[str, Mapping[str, Sequence[str]]],
+    text_of: Callable[[str], str],
+    max_new_tokens: int,
+    shuffled_questions: int,
+    seed: int,
+) -> list[AuditGame]:
+    """Every variant's game on every question, plus the position control.
+
+    ``contexts[variant][qid]`` are the pids the variant passes to the generator, in order;
+    ``text_of(pid)`` is a passage as the generator reads it. Each game scores the generator's own
+    cleaned greedy answer (from :meth:`LM.answer`, the answering stages' call, so a cache hit) and
+    the question's gold answers. The first ``shuffled_questions`` questions also get a game with
+    the documents in a seeded random order (games of one document have no other order).
+    """
+    qtext = dict(zip(questions.qid, questions.question, strict=True))
+    gold = {q: tuple(str(a) for a in answers) for q, answers in zip(questions.qid, questions.answers, strict=True)}
+    keys = [(v, q) for v in contexts for q in questions.qid]
+    prompts = [build_prompt(qtext[q], [text_of(p) for p in contexts[v][q]]) for v, q in keys]
+    replies = lm.answer(prompts, [gold[q] for _, q in keys], max_new_tokens, desc="answers")
+    control = set(questions.qid.tolist()[:shuffled_questions])
+    games = []
+    for (v, q), (reply, _) in zip(keys, replies, strict=True):
+        pids = list(contexts[v][q])
+        orders = [("original", pids)]
+        if q in control and len(pids) > 1:
+            orders.append(("shuffled", shuffled(q, pids, seed)))
+        for order, ids in orders:
+            games.append(AuditGame(v, q, order, qtext[q], tuple(ids), tuple(text_of(p) for p in ids), clean_answer(reply) or reply, gold[q]))
+    return games
 
 
 def subset_prompt(game: AuditGame, mask: int) -> str:

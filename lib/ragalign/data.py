@@ -150,11 +150,20 @@ def read_nq_open(path: Path) -> tuple[list[dict], list[dict]]:
 READERS = {"hotpotqa": read_hotpotqa, "squad": read_squad, "nq_open": read_nq_open}
 
 
+def benchmark_file(dataset: str, path: str | Path | None = None) -> Path:
+    """The file ``data.path`` names: a file as given, or a directory holding the versioned benchmarks
+    (``data``, the default: the dataset's file under its usual name inside it)."""
+    root = Path(path or "data")
+    if root.is_dir() or root == Path("data"):
+        return root / Path(DEFAULT_PATHS[dataset]).relative_to("data")
+    return root
+
+
 def read_benchmark(dataset: str, path: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(questions, passages) of a benchmark, validated: unique ids, non-empty answers, known gold."""
     if dataset not in READERS:
         raise DataError(f"unknown dataset {dataset!r}; allowed: {sorted(READERS)}")
-    path = Path(path or DEFAULT_PATHS[dataset])
+    path = benchmark_file(dataset, path)
     if not path.exists():
         hint = " (run `dvc pull` to fetch the benchmarks)" if path.as_posix() == DEFAULT_PATHS[dataset] else ""
         raise DataError(f"benchmark file not found: {path}{hint}")

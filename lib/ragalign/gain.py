@@ -48,6 +48,11 @@ def pseudo_pid(qid: str) -> str:
     return f"{PSEUDO_PREFIX}{qid}"
 
 
+def pseudo_texts(pseudo: pd.DataFrame) -> dict[str, str]:
+    """pid -> text of the pseudo-passages table (``results/gainrag/pseudo.parquet``)."""
+    return {pseudo_pid(r.qid): r.text for r in pseudo.itertuples()}
+
+
 def is_pseudo(pid: str) -> bool:
     return str(pid).startswith(PSEUDO_PREFIX)
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 from tqdm import tqdm
+from transformers import DynamicCache
 
 from ragalign.cache import Cache, make_key
 from ragalign.models import GENERATOR_ATTENTION, load_generator
@@ -174,3 +175,75 @@ class LM:
         self.count(prompts, [], max_new_tokens)
         keys = [make_key("generate", *self.signature, "greedy", DECODE_ROWS, SHORT_PROMPT_TOKENS, "static-if-alone", max_new_tokens, p) for p in prompts]
         return self.cache.map(keys, list(prompts), lambda chunk: self._generate(chunk, max_new_tokens, desc), chunk_size=32)
+
+    # ---- answering: one prefill, the greedy reply and the gold answers' scores -------------
+    @torch.inference_mode()
+    def _answer_one(self, prompt: str, golds: Sequence[str], max_new_tokens: int) -> tuple[str, list[list[float]]]:
+        """One prompt, alone and unpadded: prefill once, score each gold answer on top of the
+        prompt's KV cache (cropped back after each), then decode greedily on the same cache."""
+        p_ids = self.prompt_ids(prompt)
+        n = len(p_ids)
+        cache = DynamicCache()
+        hidden = self.model.model(input_ids=torch.tensor([p_ids], device=self.device), past_key_values=cache, use_cache=True).last_hidden_state
+        logits = self.model.lm_head(hidden[0, -1:]).float()[0]  # predicts the reply's first token
+        first = torch.log_softmax(logits, dim=-1)
+        scores = []
+        for gold in golds:
+            a_ids = self.answer_ids(gold)
+            lp = [first[a_ids[0]].item()]
+            if len(a_ids) > 1:
+                rest = self.model.model(
+                    input_ids=torch.tensor([a_ids[:-1]], device=self.device),
+                    position_ids=torch.arange(n, n + len(a_ids) - 1, device=self.device)[None],
+                    past_key_values=cache,
+                    use_cache=True,
+                ).last_hidden_state[0]
+                logprobs = torch.log_softmax(self.model.lm_head(rest).float(), dim=-1)
+                lp += logprobs[torch.arange(len(a_ids) - 1), torch.tensor(a_ids[1:], device=logprobs.device)].tolist()
+                cache.crop(-(len(a_ids) - 1))  # back to the prompt alone
+            scores.append(lp)
+        eos = self.tokenizer.eos_token_id
+        stop = set(eos if isinstance(eos, list) else [eos])
+        reply: list[int] = []
+        token = int(logits.argmax())
+        while token not in stop:
+            reply.append(token)
+            if len(reply) == max_new_tokens:
+                break
+            hidden = self.model.model(
+                input_ids=torch.tensor([[token]], device=self.device),
+                position_ids=torch.tensor([[n + len(reply) - 1]], device=self.device),
+                past_key_values=cache,
+                use_cache=True,
+            ).last_hidden_state
+            token = int(self.model.lm_head(hidden[0, -1:]).float()[0].argmax())
+        return self.tokenizer.decode(reply, skip_special_tokens=True).strip(), scores
+
+    def answer(
+        self, prompts: Sequence[str], golds: Sequence[Sequence[str]], max_new_tokens: int, desc: str | None = None
+    ) -> list[tuple[str, list[list[float]]]]:
+        """Per prompt: (greedy reply, token log-probs of each gold answer), from one shared prefill; cached on disk.
+
+        The RAG answering path: the prompt is forwarded once, instead of once to decode and once
+        per gold answer to score. Each prompt goes alone (batch invariant, like every value here).
+        Replies are what :meth:`generate` gives alone with a dynamic cache; gold scores are
+        :meth:`token_logprobs` computed in two pieces (prompt, then answer), equal within bf16
+        rounding (``bench/results/answering.json`` measures both against the two-pass way).
+        """
+        golds = [[str(g) for g in gs] for gs in golds]
+        if len(golds) != len(prompts):
+            raise ValueError(f"{len(prompts)} prompts but {len(golds)} gold answer lists")
+        self.count(prompts, [g for gs in golds for g in gs], max_new_tokens)
+        keys = [make_key("answer", *self.signature, "greedy-after-shared-prefill", max_new_tokens, p, *gs) for p, gs in zip(prompts, golds, strict=True)]
+        items = list(zip(prompts, golds, strict=True))
+
+        missing = len(set(keys) - set(self.cache.get_many(keys)))
+        with tqdm(total=missing, desc=desc, disable=not (self.show_progress and desc and missing), mininterval=5) as bar:
+
+            def compute(chunk: list) -> list:
+                out = [self._answer_one(p, gs, max_new_tokens) for p, gs in chunk]
+                bar.update(len(chunk))
+                return out
+
+            values = self.cache.map(keys, items, compute, chunk_size=32)
+        return [(r, [list(lp) for lp in lps]) for r, lps in values]

@@ -26,7 +26,7 @@ class Section(BaseModel):
 
 class DataParams(Section):
     dataset: Literal["hotpotqa", "squad", "nq_open"] = "hotpotqa"
-    path: str | None = Field(None, description="another file in the dataset's format")
+    path: str | None = Field("data", description="the benchmarks' directory (data: the versioned ones) or another file in the dataset's format; a stage-01 dependency")
     n_train: int = Field(200, ge=1)
     n_test: int = Field(100, ge=1)
     seed: int = 13
@@ -59,6 +59,7 @@ class RetrievalParams(Section):
     k: int = Field(20, ge=1, description="passages retrieved per question")
     max_length: int = Field(128, ge=16, description="bi-encoder input tokens (MiniLM was trained at 128)")
     encode_batch_size: int = Field(64, ge=1)
+    bf16_autocast: bool = Field(True, description="embed queries and passages in bf16 autocast (bench/encode_precision.py)")
 
 
 class RagParams(Section):

@@ -76,9 +76,9 @@ def answer_questions(
         texts = context_texts[q.qid] if context_texts and q.qid in context_texts else store.texts(ctx)
         prompts.append(build_prompt(q.question, texts))
         pids.append(list(ctx))
-    replies = lm.generate(prompts, max_new_tokens, desc=f"answer {variant}")
-    answers = [clean_answer(r) for r in replies]
-    likelihood = gold_likelihood(lm, prompts, list(questions.answers), desc=f"gold likelihood {variant}")
+    replies = lm.answer(prompts, list(questions.answers), max_new_tokens, desc=f"answer {variant}")
+    answers = [clean_answer(r) for r, _ in replies]
+    likelihood = [best_mean_logprob(scores) for _, scores in replies]
     return pd.DataFrame(
         {
             "qid": questions.qid.to_numpy(),
@@ -92,14 +92,9 @@ def answer_questions(
     )
 
 
-def gold_likelihood(lm: LM, prompts: Sequence[str], gold: Sequence[Sequence[str]], desc: str | None = None) -> list[float]:
-    """Per prompt: the best mean token log-probability of one of its gold answers (one batched, cached LM call)."""
-    flat = [(i, str(a)) for i, answers in enumerate(gold) for a in answers]
-    scores = lm.token_logprobs([prompts[i] for i, _ in flat], [a for _, a in flat], desc=desc)
-    best = [float("-inf")] * len(prompts)
-    for (i, _), lp in zip(flat, scores, strict=True):
-        best[i] = max(best[i], float(sum(lp) / len(lp)))
-    return [round(b, 6) for b in best]
+def best_mean_logprob(token_logprobs: Sequence[Sequence[float]]) -> float:
+    """The gold-answer likelihood of one prompt: the best mean token log-probability over its gold answers."""
+    return round(max(float(sum(lp) / len(lp)) for lp in token_logprobs), 6)
 
 
 def summarise(answers: pd.DataFrame, n_boot: int, seed: int = 0) -> dict[str, dict]:

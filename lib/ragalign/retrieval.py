@@ -60,11 +60,17 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class DenseEncoder:
-    """A MiniLM-style bi-encoder: the same weights embed queries and passages."""
+    """A MiniLM-style bi-encoder: the same weights embed queries and passages.
 
-    def __init__(self, name: str, max_length: int = 256, model: torch.nn.Module | None = None):
+    ``autocast`` runs :meth:`embed` (inference only) in bf16 autocast: 2.5x faster on a 2-core CPU,
+    embeddings within cosine 1e-4 of float32 and the same retrieval quality
+    (``bench/results/encode_precision.json``). Training forwards follow the trainer's own setting.
+    """
+
+    def __init__(self, name: str, max_length: int = 256, model: torch.nn.Module | None = None, autocast: bool = False):
         self.name = name
         self.max_length = max_length
+        self.autocast = autocast
         self.tokenizer = load_encoder_tokenizer(name)
         self.model = model if model is not None else load_encoder(name)
 
@@ -83,9 +89,10 @@ class DenseEncoder:
         order = np.argsort([len(t) for t in texts], kind="stable")
         out = np.zeros((len(texts), self.model.config.hidden_size), dtype=np.float32)
         starts = range(0, len(texts), batch_size)
-        for start in tqdm(starts, desc=desc, disable=desc is None, mininterval=5):
-            idx = order[start : start + batch_size]
-            out[idx] = self.forward([texts[i] for i in idx]).float().cpu().numpy()
+        with torch.autocast(device_type=device(), dtype=torch.bfloat16, enabled=self.autocast):
+            for start in tqdm(starts, desc=desc, disable=desc is None, mininterval=5):
+                idx = order[start : start + batch_size]
+                out[idx] = self.forward([texts[i] for i in idx]).float().cpu().numpy()
         return out
 
     def save(self, path: str | Path) -> None:
