@@ -21,9 +21,8 @@ models: dict = {}
 # %%
 from IPython.display import Markdown
 
-from ragalign import params
+from ragalign import artifacts, params
 from ragalign.data import read_benchmark, split_questions
-from ragalign.io import write_json, write_parquet
 
 P = params.from_namespace(globals())
 questions, passages = read_benchmark(P.data.dataset, P.data.path)
@@ -51,6 +50,6 @@ Markdown(
 sample.head(5)[["qid", "split", "question", "answers", "gold_pids"]]
 
 # %%
-write_parquet(sample, "results/data/questions.parquet")
-write_parquet(passages, "results/data/passages.parquet")
-write_json("results/metrics/data.json", stats)
+artifacts.QUESTIONS.write(sample)
+artifacts.PASSAGES.write(passages)
+artifacts.DATA_METRICS.write(stats)

@@ -21,14 +21,12 @@ retrieval: dict = {}
 
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown
 
-from ragalign import params, plots
+from ragalign import artifacts, params, plots
 from ragalign.data import load_passages, load_questions
-from ragalign.io import write_json, write_parquet
 from ragalign.retrieval import DenseEncoder, bm25_search, corpus_strings, dense_search, retrieval_quality, to_ranking
 from ragalign.seed import seed_everything
 
@@ -78,7 +76,7 @@ Markdown(
 )
 
 # %%
-write_parquet(bm25, "results/retrieval/bm25.parquet")
-write_parquet(dense, "results/retrieval/dense.parquet")
-np.save("results/retrieval/passage_emb.npy", passage_emb)
-write_json("results/metrics/retrieval.json", quality)
+artifacts.BM25.write(bm25)
+artifacts.DENSE.write(dense)
+artifacts.PASSAGE_EMB.write(passage_emb)
+artifacts.RETRIEVAL_METRICS.write(quality)

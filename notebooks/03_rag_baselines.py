@@ -35,12 +35,11 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown
 
-from ragalign import params, plots
+from ragalign import artifacts, params, plots
 from ragalign.data import load_passages, load_questions
-from ragalign.io import write_json, write_parquet
 from ragalign.lm import LM
 from ragalign.metrics import format_difference, paired_difference
-from ragalign.rag import PassageStore, answer_questions, em_f1_table, summarise
+from ragalign.rag import PassageStore, answer_questions, build_cost, em_f1_table, summarise
 from ragalign.rerank import relevance_groups, rerank, train_reranker
 from ragalign.retrieval import corpus_strings, retrieval_quality, top_pids
 from ragalign.seed import seed_everything
@@ -52,8 +51,8 @@ plots.setup()
 questions, passages = load_questions(), load_passages()
 train, test = questions[questions.split == "train"], questions[questions.split == "test"]
 passage_text = dict(zip(passages.pid, corpus_strings(passages), strict=True))
-dense = pd.read_parquet("results/retrieval/dense.parquet")
-bm25 = pd.read_parquet("results/retrieval/bm25.parquet")
+dense = artifacts.DENSE.read()
+bm25 = artifacts.BM25.read()
 dense_candidates = top_pids(dense)
 
 # %% [markdown]
@@ -139,8 +138,7 @@ def moves(name: str, new: float, old: float) -> str:
 
 lp = {v: summary[v]["gold_logprob"]["mean"] for v in summary}
 Markdown(
-    describe_failures(validity, {"oracle_vs_no_retrieval": "oracle > no retrieval", "dense_vs_no_retrieval": "dense > no retrieval",
-                                 "reranker_vs_dense_ranking": "reranker MRR >= dense MRR", "reranker_heldout_loss": "reranker training lowered its held-out loss"})
+    describe_failures(validity, "baselines")
     + f"Gold-answer log-likelihood: {lp['no_retrieval']:.3f} with no passages, {lp['oracle']:.3f} with the gold passages "
     f"(oracle − none {format_difference(differences['oracle - no_retrieval'])}); dense top-{P.rag.top_k} {lp['dense']:.3f} "
     f"(dense − none {format_difference(differences['dense - no_retrieval'])}). F1 moves less: {summary['no_retrieval']['f1']['mean']:.3f} "
@@ -153,18 +151,18 @@ Markdown(
 )
 
 # %%
-reranker.save("results/baselines/reranker")
-curve[curve.split == "train"][["step", "loss"]].to_csv("results/plots/baselines_reranker_curve.csv", index=False, float_format="%.6g")
-write_parquet(reranked, "results/baselines/rankings.parquet")
-write_parquet(answers, "results/baselines/answers.parquet")
-write_json(
-    "results/metrics/baselines.json",
+reranker.save(artifacts.RELEVANCE_RERANKER.path)
+artifacts.RERANKER_CURVE.write(curve[curve.split == "train"][["step", "loss"]].to_csv(index=False, float_format="%.6g"))
+artifacts.RERANKER_RANKINGS.write(reranked)
+artifacts.BASELINE_ANSWERS.write(answers)
+artifacts.BASELINE_METRICS.write(
     {
         **summary,
         "ranking_quality": rank_quality.to_dict(orient="index"),
         "reranker_training": {"groups": len(groups), "train_questions": int(len(train)), "final_val_loss": round(float(curve[curve.split == "val"].loss.iloc[-1]), 4)},
         "paired_gold_logprob": differences,
         "validity": validity,
+        "build_cost": {v: build_cost() for v in contexts},  # no generator call builds a baseline
         "cost": {"llm_evaluations": lm.evaluations, "llm_forward_tokens": lm.forward_tokens},
     },
 )

@@ -34,7 +34,7 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown
 
-from ragalign import params, plots
+from ragalign import artifacts, params, plots
 from ragalign.data import load_passages, load_questions
 from ragalign.gain import (
     best_gain_summary,
@@ -48,7 +48,6 @@ from ragalign.gain import (
     score_pairs,
     spearman_per_question,
 )
-from ragalign.io import write_json, write_parquet
 from ragalign.lm import LM
 from ragalign.rag import PassageStore
 from ragalign.seed import seed_everything
@@ -57,7 +56,7 @@ P = params.from_namespace(globals())
 seed_everything(P.data.seed)
 plots.setup()
 questions, passages = load_questions(), load_passages()
-dense = pd.read_parquet("results/retrieval/dense.parquet")
+dense = artifacts.DENSE.read()
 train = questions[questions.split == "train"]
 train = train.head(P.gain.n_questions) if P.gain.n_questions else train
 test = questions[questions.split == "test"]
@@ -191,6 +190,6 @@ Markdown(
 )
 
 # %%
-write_parquet(pseudo, "results/gainrag/pseudo.parquet")
-write_parquet(labels.drop(columns=["kind"]), "results/gainrag/labels.parquet")
-write_json("results/gainrag/labelling_stats.json", {"alpha": P.gain.alpha, "k": P.gain.k, "stats": stats, "cost": cost})
+artifacts.PSEUDO.write(pseudo)
+artifacts.GAIN_LABELS.write(labels.drop(columns=["kind"]))
+artifacts.LABELLING_STATS.write({"alpha": P.gain.alpha, "k": P.gain.k, "stats": stats, "cost": cost})

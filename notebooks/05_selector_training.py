@@ -32,15 +32,13 @@ gain: dict = {}
 selector: dict = {}
 
 # %%
-import json
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown
 
-from ragalign import params, plots
+from ragalign import artifacts, params, plots
 from ragalign.data import load_passages, load_questions
 from ragalign.gain import (
     context_texts,
@@ -51,10 +49,9 @@ from ragalign.gain import (
     selector_groups,
     top_contexts,
 )
-from ragalign.io import write_json, write_parquet
 from ragalign.lm import LM
 from ragalign.metrics import format_difference, paired_difference
-from ragalign.rag import PassageStore, answer_questions, em_f1_table, summarise
+from ragalign.rag import PassageStore, answer_questions, build_cost, em_f1_table, summarise
 from ragalign.rerank import CrossEncoder, rerank, train_reranker
 from ragalign.retrieval import corpus_strings
 from ragalign.seed import seed_everything
@@ -65,9 +62,9 @@ seed_everything(P.training.seed)
 plots.setup()
 questions, passages = load_questions(), load_passages()
 test = questions[questions.split == "test"]
-labels = pd.read_parquet("results/gainrag/labels.parquet")
-pseudo = pd.read_parquet("results/gainrag/pseudo.parquet")
-dense = pd.read_parquet("results/retrieval/dense.parquet")
+labels = artifacts.GAIN_LABELS.read()
+pseudo = artifacts.PSEUDO.read()
+dense = artifacts.DENSE.read()
 train = questions[questions.qid.isin(set(labels.qid))]
 # the selector reads passages as the stage-03 reranker does; pseudo-passages as generated
 selector_text = dict(zip(passages.pid, corpus_strings(passages), strict=True))
@@ -105,7 +102,7 @@ rankings = {
     "gainrag_alpha0": rerank(selector_a0, test, candidates, selector_text, "gainrag_alpha0", desc="selector α=0", priors=dense),
 }
 rankings["gainrag_no_pseudo"] = drop_pseudo(rankings["gainrag"], "gainrag_no_pseudo")
-relevance = CrossEncoder.load(P.models.encoder, "results/baselines/reranker", P.training.max_length)
+relevance = CrossEncoder.load(P.models.encoder, artifacts.RELEVANCE_RERANKER.at(), P.training.max_length)
 rankings["no_distillation"] = rerank(relevance, test, candidates, selector_text, "no_distillation", desc="relevance reranker", priors=dense)
 dense_top = dense[dense.qid.isin(set(test.qid))]
 selection = pd.DataFrame(
@@ -153,8 +150,8 @@ em_f1_table(summary, {"pseudo chosen": selection.pseudo_selection_rate.to_dict()
 # other variant (the stage-03 variants show the generator `rag.top_k` passages, GainRAG `selector.top_k`).
 
 # %%
-baselines = json.loads(Path("results/metrics/baselines.json").read_text())
-base_answers = pd.read_parquet("results/baselines/answers.parquet")
+baselines = artifacts.BASELINE_METRICS.read()
+base_answers = artifacts.BASELINE_ANSWERS.read()
 others = {v: answers[answers.variant == v] for v in summary if v != "gainrag"}
 others.update({f"baseline:{v}": df for v, df in base_answers.groupby("variant", sort=False)})
 diffs = {
@@ -203,13 +200,12 @@ ax.tick_params(axis="x", rotation=35)
 plots.save(fig, "figures/gain_em_f1.png")
 
 # %% tags=["findings"]
-stats04 = json.loads(Path("results/gainrag/labelling_stats.json").read_text())
+stats04 = artifacts.LABELLING_STATS.read()
 g, a0, npd, nd = (summary[v]["f1"]["mean"] for v in ("gainrag", "gainrag_alpha0", "gainrag_no_pseudo", "no_distillation"))
 rr = baselines.get("reranker", {}).get("f1", {}).get("mean", float("nan"))
 vt = validity
 Markdown(
-    describe_failures(vt, {"selector_heldout_loss": "selector training lowered its held-out KL", "selector_alpha0_heldout_loss": "α = 0 selector lowered its held-out KL",
-                            "selector_vs_dense_ranking": "selector MRR >= dense MRR", "gold_at_top_k_vs_dense": "selector picks gold at least as often as dense top-1"})
+    describe_failures(vt, "gainrag")
     + f"The selector's held-out KL went {vt['selector_heldout_loss']['start']} → {vt['selector_heldout_loss']['best']} "
     f"(kept step {vt['selector_heldout_loss']['kept_step']}; step 0 is the dense ranking). It puts a gold passage first for "
     f"{vt['gold_at_top_k_vs_dense']['selector']:.0%} of test questions against {vt['gold_at_top_k_vs_dense']['dense']:.0%} for dense. "
@@ -231,12 +227,11 @@ Markdown(
 )
 
 # %%
-selector.save("results/gainrag/selector")
-write_json("results/gainrag/selector_curve.json", curves.round(6).to_dict(orient="records"))
-write_parquet(rankings["gainrag"], "results/gainrag/rankings.parquet")
-write_parquet(answers, "results/gainrag/answers.parquet")
-write_json(
-    "results/metrics/gainrag.json",
+selector.save(artifacts.SELECTOR.path)
+artifacts.SELECTOR_CURVE.write(curves.round(6).to_dict(orient="records"))
+artifacts.SELECTOR_RANKINGS.write(rankings["gainrag"])
+artifacts.GAIN_ANSWERS.write(answers)
+artifacts.GAIN_METRICS.write(
     {
         **summary,
         "selection": selection.to_dict(orient="index"),
@@ -249,6 +244,16 @@ write_json(
             "temperature": P.selector.temperature,
         },
         "labels": stats04["stats"],
+        # every GainRAG variant pays for the gain labels and pseudo-passages; "no distillation" for the pseudo-passages only
+        "build_cost": {
+            v: build_cost(
+                stats04["cost"]["pseudo_generation"]["evaluations"] + (v != "no_distillation") * stats04["cost"]["labelling"]["evaluations"],
+                stats04["cost"]["pseudo_generation"]["forward_tokens"] + (v != "no_distillation") * stats04["cost"]["labelling"]["forward_tokens"],
+            )
+            if v != top
+            else build_cost()
+            for v in summary
+        },
         "cost": {
             "labelling": stats04["cost"]["labelling"],
             "pseudo_generation": stats04["cost"]["pseudo_generation"],

@@ -32,8 +32,6 @@ training: dict = {}
 radio: dict = {}
 
 # %%
-import json
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -42,13 +40,12 @@ import seaborn as sns
 from IPython.display import Markdown
 from matplotlib.container import BarContainer
 
-from ragalign import params, plots
+from ragalign import artifacts, params, plots
 from ragalign import rationale as radio_lib
 from ragalign.data import load_passages, load_questions
-from ragalign.io import write_json, write_parquet
 from ragalign.lm import LM
 from ragalign.metrics import paired_difference
-from ragalign.rag import PassageStore, answer_questions, summarise
+from ragalign.rag import PassageStore, answer_questions, build_cost, summarise
 from ragalign.rerank import rerank, train_reranker
 from ragalign.retrieval import DenseEncoder, corpus_strings, top_pids
 from ragalign.seed import seed_everything
@@ -62,8 +59,8 @@ questions, passages = load_questions(), load_passages()
 train, test = questions[questions.split == "train"], questions[questions.split == "test"]
 passage_text = dict(zip(passages.pid, corpus_strings(passages), strict=True))
 pid_row = {pid: i for i, pid in enumerate(passages.pid)}
-passage_emb = np.load("results/retrieval/passage_emb.npy")
-dense = pd.read_parquet("results/retrieval/dense.parquet")
+passage_emb = artifacts.PASSAGE_EMB.read()
+dense = artifacts.DENSE.read()
 dense_k = dense[dense["rank"] < P.radio.k]
 
 # %% [markdown]
@@ -129,11 +126,10 @@ total_cost = {"evaluations": lm.evaluations, "forward_tokens": lm.forward_tokens
 answer_cost = {k: total_cost[k] - rationale_cost[k] for k in total_cost}
 summary = summarise(answers, P.rag.n_bootstrap, seed=P.data.seed)
 
-baseline_answers = pd.read_parquet("results/baselines/answers.parquet")
-variants = radio_lib.metric_variants(json.loads(Path("results/metrics/baselines.json").read_text()))
-gainrag_path = Path("results/metrics/gainrag.json")
-if gainrag_path.exists():
-    variants |= radio_lib.metric_variants(json.loads(gainrag_path.read_text()), keep=["gainrag"])
+baseline_answers = artifacts.BASELINE_ANSWERS.read()
+variants = radio_lib.metric_variants(artifacts.BASELINE_METRICS.read())
+if artifacts.GAIN_METRICS.exists():
+    variants |= radio_lib.metric_variants(artifacts.GAIN_METRICS.read(), keep=["gainrag"])
 variants["radio"] = summary["radio"]
 comparison = radio_lib.comparison_table(variants)
 paired = {
@@ -154,7 +150,7 @@ validity = {
 table
 
 # %%
-baseline_rankings = pd.read_parquet("results/baselines/rankings.parquet")
+baseline_rankings = artifacts.RERANKER_RANKINGS.read()
 test_agreement = radio_lib.gold_agreement(
     {
         "dense": dense_k[dense_k.qid.isin(test.qid)],
@@ -200,7 +196,7 @@ paired_note = (
 )
 gate = validity["reranker_vs_dense_ranking"]
 Markdown(
-    describe_failures(validity, {"reranker_heldout_loss": "RADIO training lowered its held-out loss", "reranker_vs_dense_ranking": "RADIO MRR >= dense MRR"})
+    describe_failures(validity, "radio")
     + f"On the test candidates the RADIO reranker's MRR of gold passages is {gate['ranker']['mrr']:.3f} against {gate['start']['mrr']:.3f} "
     f"for dense, its start (recall@1 {gate['ranker']['recall@1']:.3f} vs {gate['start']['recall@1']:.3f}). "
     + f"The generator wrote {len(rationales)} rationales (mean {rationale_words.mean():.0f} words; "
@@ -218,16 +214,16 @@ Markdown(
 )
 
 # %%
-write_parquet(rationales, "results/radio/rationales.parquet")
-write_parquet(curve, "results/radio/training_curve.parquet")
-reranker.save("results/radio/reranker")
-write_parquet(ranked, "results/radio/rationale_ranking.parquet")
-write_parquet(radio_ranking, "results/radio/rankings.parquet")
-write_parquet(answers, "results/radio/answers.parquet")
-write_json(
-    "results/metrics/radio.json",
+artifacts.RATIONALES.write(rationales)
+artifacts.RADIO_CURVE.write(curve)
+reranker.save(artifacts.RADIO_RERANKER.path)
+artifacts.RATIONALE_RANKING.write(ranked)
+artifacts.RADIO_RANKINGS.write(radio_ranking)
+artifacts.RADIO_ANSWERS.write(answers)
+artifacts.RADIO_METRICS.write(
     {
         **summary,
+        "build_cost": {"radio": build_cost(rationale_cost["evaluations"], rationale_cost["forward_tokens"])},
         "gold_agreement_train": train_agreement.to_dict(orient="index"),
         "gold_agreement_test": test_agreement.to_dict(orient="index"),
         "rationales": {

@@ -44,10 +44,9 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown
 
-from ragalign import alignment, attribution, audit, gain, params, plots, variants
+from ragalign import alignment, artifacts, attribution, audit, gain, params, plots, variants
 from ragalign.coalitions import prefix_token_logprobs
 from ragalign.data import load_passages, load_questions
-from ragalign.io import write_json, write_parquet
 from ragalign.lm import LM
 from ragalign.rag import PassageStore
 from ragalign.retrieval import passage_string
@@ -87,10 +86,9 @@ Markdown(
 lm = LM.from_params(P.models)
 store = PassageStore(passages, lm, P.rag.max_passage_tokens)
 raw_text = {p.pid: passage_string(p.title, p.text) for p in passages.itertuples()}
-pseudo_path = "results/gainrag/pseudo.parquet"
 pseudo = {}
 if any(v.name == "gainrag" for v in audited):
-    pseudo = gain.pseudo_texts(pd.read_parquet(pseudo_path))
+    pseudo = gain.pseudo_texts(artifacts.PSEUDO.read())
 
 
 def gen_text(pid: str) -> str:
@@ -281,7 +279,7 @@ if ig_variants:
 # log-likelihood with all its documents (utility) and the EM/F1 its own stage reported.
 
 # %%
-quality = {v.name: variants.answer_quality(v) for v in audited}
+quality = {v.name: variants.answer_quality(v, P.rag.n_bootstrap, P.data.seed) for v in audited}
 
 
 def mean_of(v: str, order: str, key: str) -> float | None:
@@ -372,5 +370,5 @@ metrics = {
         for v in audited
     },
 }
-write_json("results/metrics/rag_e.json", metrics)
-write_parquet(rows, "results/rag_e/games.parquet")
+artifacts.AUDIT_METRICS.write(metrics)
+artifacts.AUDIT_GAMES.write(rows)

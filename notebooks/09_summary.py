@@ -26,17 +26,14 @@ radio: dict = {}
 rag_e: dict = {}
 
 # %%
-import json
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown
 
-from ragalign import params, plots
+from ragalign import artifacts, params, plots
 from ragalign.data import load_questions
-from ragalign.io import atomic_write_text, write_json
 from ragalign.summary import (
     AUDITED,
     VARIANT_SOURCES,
@@ -55,10 +52,8 @@ from ragalign.summary import (
 P = params.from_namespace(globals())
 plots.setup()
 test = load_questions(split="test")
-metrics = {name: json.loads(Path(f"results/metrics/{name}.json").read_text()) for name in ("baselines", "gainrag", "radio", "figret", "rag_e")}
-answers = pd.concat(
-    [pd.read_parquet(f"results/{d}/answers.parquet") for d in ("baselines", "gainrag", "radio", "figret")], ignore_index=True
-)
+metrics = {name: a.read() for name, a in artifacts.METHOD_METRICS.items()} | {"rag_e": artifacts.AUDIT_METRICS.read()}
+answers = pd.concat([a.read() for a in artifacts.ANSWER_TABLES], ignore_index=True)
 answers = answers[answers.variant.isin(VARIANT_SOURCES)]
 
 # %%
@@ -69,7 +64,7 @@ for kind in ("reranker", "dense"):
     d = paired[paired.kind == kind].set_index("variant")[["mean", "lo", "hi"]]
     table = table.join(d.rename(columns={"mean": f"d_{kind}", "lo": f"d_{kind}_lo", "hi": f"d_{kind}_hi"}))
 gates = validity_gates({name: metrics[name] for name in ("baselines", "gainrag", "radio", "figret")})
-costs = pd.DataFrame(build_costs(metrics["gainrag"], metrics["radio"], metrics["figret"], len(test))).T
+costs = pd.DataFrame(build_costs({name: metrics[name] for name in artifacts.METHOD_METRICS})).T
 table = table.join(costs)
 align = pd.DataFrame(alignment_columns(metrics["rag_e"], p_warg)).T
 align.index = [next(v for v, a in AUDITED.items() if a == name) for name in align.index]
@@ -201,8 +196,8 @@ summary = {
     "n_test": len(test),
     "n_audited": n_audit,
 }
-write_json("results/metrics/summary.json", summary)
-atomic_write_text("results/summary/headline.md", headline + "\n" + caption + "\n")
+artifacts.SUMMARY_METRICS.write(summary)
+artifacts.HEADLINE.write(headline + "\n" + caption + "\n")
 # wall times go to the README only, never into the report: they change from run to run
 _ = inject_readme("README.md", timings_table(), name="timings")
 _ = inject_readme("README.md", gate_line + "\n\n" + headline + "\n" + caption + "\n\n![variants](figures/summary_variants.png)\n![cost and alignment](figures/summary_cost_alignment.png)\n")

@@ -122,6 +122,24 @@ def test_every_stage_depends_on_all_the_library_code_it_runs():
         assert declared == needed, f"{name}: missing {sorted(needed - declared)}, not imported {sorted(declared - needed)}"
 
 
+def _artifact_refs(source: str) -> set[str]:
+    """Paths of the artifacts a source names (``artifacts.DENSE``, collections such as ``artifacts.ANSWER_TABLES`` expanded)."""
+    from ragalign import artifacts
+
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "artifacts":
+            names.add(node.attr)
+        elif isinstance(node, ast.ImportFrom) and node.module == "ragalign.artifacts":
+            names |= {alias.name for alias in node.names}
+    found = set()
+    for name in names:
+        value = getattr(artifacts, name, None)
+        members = value.values() if isinstance(value, dict) else value if isinstance(value, tuple) else [value]
+        found |= {a.path for a in members if isinstance(a, artifacts.Artifact)}
+    return found
+
+
 def _path_literals(source: str) -> set[str]:
     """String literals (and f-string heads) that name a project file: results/, figures/, reports/, data/, README.md."""
     found = set()
@@ -152,9 +170,45 @@ def test_every_file_a_stage_reads_or_writes_is_declared():
             if m not in modules:
                 modules.add(m)
                 todo += _ragalign_imports((lib / f"{m}.py").read_text())
-        named = set().union(*(_path_literals(s) for s in sources + [(lib / f"{m}.py").read_text() for m in modules]))
+        texts = sources + [(lib / f"{m}.py").read_text() for m in modules if m != "artifacts"]  # the contract names every path
+        named = set().union(*(_path_literals(s) | _artifact_refs(s) for s in texts))
         named = {p for p in named if not p.startswith("results/timings/") or name == "09_summary"}  # the runner writes each stage's own timings
         undeclared = [p for p in named if not any(p == d or p.startswith(d.rstrip("/") + "/") or d.startswith(p.rstrip("/") + "/") for d in declared)]
         if undeclared:
             problems.append(f"{name} names {sorted(undeclared)} but dvc.yaml does not declare them")
+    assert not problems, "\n".join(problems)
+
+
+def _declared(stage: dict, kinds: tuple[str, ...]) -> list[str]:
+    return [e if isinstance(e, str) else next(iter(e)) for kind in kinds for e in stage.get(kind, [])]
+
+
+def _covered(path: str, declared: list[str]) -> bool:
+    return any(path == d or path.startswith(d.rstrip("/") + "/") for d in declared)
+
+
+def test_every_artifact_is_an_output_of_its_stage_and_a_dependency_of_its_readers():
+    """The artifact contract and dvc.yaml agree: the writer declares each artifact as an out (or metric),
+    and every other stage whose code names it declares it as a dependency."""
+    from ragalign import artifacts
+
+    lib = ROOT / "lib" / "ragalign"
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    problems = []
+    for a in artifacts.all_artifacts():
+        if not _covered(a.path, _declared(stages[a.stage], ("outs", "metrics"))):
+            problems.append(f"{a.stage} writes {a.path} but does not declare it as an out")
+    for name, stage in stages.items():
+        modules, todo = set(), list(_ragalign_imports((ROOT / "notebooks" / f"{name}.py").read_text()))
+        while todo:
+            m = todo.pop()
+            if m not in modules:
+                modules.add(m)
+                todo += _ragalign_imports((lib / f"{m}.py").read_text())
+        texts = [(ROOT / "notebooks" / f"{name}.py").read_text()] + [(lib / f"{m}.py").read_text() for m in modules if m != "artifacts"]
+        named = set().union(*(_artifact_refs(t) for t in texts))
+        own = {a.path for a in artifacts.all_artifacts() if a.stage == name}
+        for path in sorted(named - own):
+            if not _covered(path, _declared(stage, ("deps",))):
+                problems.append(f"{name} reads {path} but does not declare it as a dependency")
     assert not problems, "\n".join(problems)

@@ -6,7 +6,7 @@ import pytest
 
 from ragalign.metrics import minimum_detectable_difference, paired_difference
 from ragalign.summary import failed_gates_text, paired_table, validity_gates, verdict
-from ragalign.validity import chance_gate, describe_failures, difference_gate, loss_gate, ranker_gate
+from ragalign.validity import GATE_LABELS, chance_gate, describe_failures, difference_gate, loss_gate, ranker_gate
 
 
 def test_mde_matches_the_normal_power_formula():
@@ -69,8 +69,9 @@ def test_failed_gates_lead_the_words():
     text = failed_gates_text(gates)
     assert text.startswith("**1 of 2 validity gates fail.**") and "relevance reranker" in text
     assert failed_gates_text({"x": {"passed": True}}) == "All 1 validity gates pass."
-    assert describe_failures({"a": {"passed": True}}) == ""
-    assert "b did not pass" in describe_failures({"a": {"passed": True}, "b": {"passed": False}})
+    assert describe_failures({"a": {"passed": True}}, "baselines") == ""
+    text = describe_failures({"oracle_vs_no_retrieval": {"passed": True}, "reranker_vs_dense_ranking": {"passed": False}, "new_gate": {"passed": False}}, "baselines")
+    assert GATE_LABELS["baselines.reranker_vs_dense_ranking"] in text and "new_gate" in text and "oracle" not in text
 
 
 def test_paired_table_compares_at_the_same_k():

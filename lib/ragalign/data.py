@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ragalign import artifacts
+
 DEFAULT_PATHS = {
     "hotpotqa": "data/hotpotqa/hotpot_dev_distractor.jsonl",
     "squad": "data/squad/squad_v1.1_dev.json",
@@ -194,14 +196,14 @@ def split_questions(questions: pd.DataFrame, n_train: int, n_test: int, seed: in
     return out[["qid", "dataset", "split", "question", "answers", "gold_pids"]]
 
 
-def load_questions(path: str | Path = "results/data/questions.parquet", split: str | None = None) -> pd.DataFrame:
-    """The prepared questions (optionally one split), with list columns as Python lists."""
-    df = pd.read_parquet(path)
+def load_questions(split: str | None = None, root: str | Path = ".") -> pd.DataFrame:
+    """The prepared questions (``artifacts.QUESTIONS``; optionally one split), with list columns as Python lists."""
+    df = artifacts.QUESTIONS.read(root)
     for col in ("answers", "gold_pids"):
         df[col] = df[col].map(list)
     return df if split is None else df[df.split == split].reset_index(drop=True)
 
 
-def load_passages(path: str | Path = "results/data/passages.parquet") -> pd.DataFrame:
-    """The prepared passage corpus."""
-    return pd.read_parquet(path)
+def load_passages(root: str | Path = ".") -> pd.DataFrame:
+    """The prepared passage corpus (``artifacts.PASSAGES``)."""
+    return artifacts.PASSAGES.read(root)

@@ -92,6 +92,12 @@ def answer_questions(
     )
 
 
+def build_cost(evaluations: int = 0, tokens: int = 0) -> dict[str, int]:
+    """What building a variant cost in generator calls (answering the test split excluded): the
+    ``build_cost`` block every method stage writes per variant, for stage 09's cost columns."""
+    return {"llm_evaluations": int(evaluations), "llm_tokens": int(tokens)}
+
+
 def best_mean_logprob(token_logprobs: Sequence[Sequence[float]]) -> float:
     """The gold-answer likelihood of one prompt: the best mean token log-probability over its gold answers."""
     return round(max(float(sum(lp) / len(lp)) for lp in token_logprobs), 6)

@@ -12,6 +12,7 @@ import pandas as pd
 
 from ragalign.io import atomic_write_text
 from ragalign.metrics import bootstrap_ci, paired_difference
+from ragalign.validity import GATE_LABELS
 
 
 def context_gold_recall(answers: pd.DataFrame, questions: pd.DataFrame) -> pd.Series:
@@ -96,21 +97,6 @@ def validity_gates(metrics: dict[str, dict]) -> dict[str, dict]:
     return {f"{stage}.{name}": gate for stage, block in metrics.items() for name, gate in block.get("validity", {}).items()}
 
 
-GATE_LABELS = {
-    "baselines.oracle_vs_no_retrieval": "the gold passages raise the gold-answer likelihood over no retrieval",
-    "baselines.dense_vs_no_retrieval": "dense retrieval raises the gold-answer likelihood over no retrieval",
-    "baselines.reranker_vs_dense_ranking": "the relevance reranker ranks gold passages at least as well as dense (MRR, test)",
-    "baselines.reranker_heldout_loss": "relevance-reranker training lowered its held-out loss",
-    "gainrag.selector_heldout_loss": "GainRAG selector training lowered its held-out KL",
-    "gainrag.selector_alpha0_heldout_loss": "the α = 0 selector's training lowered its held-out KL",
-    "gainrag.selector_vs_dense_ranking": "the GainRAG selector ranks gold passages at least as well as dense (MRR, test)",
-    "gainrag.gold_at_top_k_vs_dense": "the GainRAG selector picks a gold passage at least as often as dense top-1",
-    "radio.reranker_heldout_loss": "RADIO training lowered its held-out loss",
-    "radio.reranker_vs_dense_ranking": "the RADIO reranker ranks gold passages at least as well as dense (MRR, test)",
-    "figret.retriever_vs_dense_ranking": "the FiGRet retriever ranks gold passages at least as well as dense (MRR, test)",
-    "figret.judge_relevance_vs_chance": "the FiGRet judge tells gold from non-gold passages (relevance AUC > 0.5)",
-    "figret.judge_purity_vs_chance": "the FiGRet judge's purity AUC is above 0.5",
-}
 
 
 def failed_gates_text(gates: dict[str, dict]) -> str:
@@ -212,35 +198,10 @@ VARIANT_SOURCES: dict[str, tuple[str, str]] = {
 AUDITED = {"bm25": "bm25", "dense": "dense", "reranker": "reranker", "gainrag": "gainrag", "radio": "radio", "figret": "figret"}
 
 
-def build_costs(gainrag: dict, radio: dict, figret: dict, n_test: int) -> dict[str, dict[str, int]]:
-    """LLM evaluations and tokens spent to *build* each variant (answering the test split excluded).
-
-    Baselines need no LLM call to build. GainRAG pays for gain labels and pseudo-passages (its
-    ablations reuse the same ones; "no distillation" pays for the pseudo-passages only), RADIO for its rationales, FiGRet for its failure detection and
-    judgements (its metrics count the test answers too, which are subtracted here: one per question).
-    """
-    zero = {"llm_evaluations": 0, "llm_tokens": 0}
-    gain_cost = gainrag["cost"]
-    pseudo = {
-        "llm_evaluations": int(gain_cost["pseudo_generation"]["evaluations"]),
-        "llm_tokens": int(gain_cost["pseudo_generation"]["forward_tokens"]),
-    }
-    gain = {
-        "llm_evaluations": int(gain_cost["labelling"]["evaluations"] + gain_cost["pseudo_generation"]["evaluations"]),
-        "llm_tokens": int(gain_cost["labelling"]["forward_tokens"] + gain_cost["pseudo_generation"]["forward_tokens"]),
-    }
-    fig_answers = figret["test"]["answers"]["figret"]
-    n_fig = fig_answers.get("n", n_test) if isinstance(fig_answers, dict) else n_test
-    costs = {v: dict(zero) for v in VARIANT_SOURCES}
-    for v in ("gainrag", "gainrag_alpha0", "gainrag_no_pseudo"):
-        costs[v] = dict(gain)
-    costs["no_distillation"] = pseudo  # the relevance reranker chooses among the same candidates, pseudo-passages included
-    costs["radio"] = {"llm_evaluations": int(radio["cost"]["rationale_evaluations"]), "llm_tokens": int(radio["cost"]["rationale_forward_tokens"])}
-    costs["figret"] = {
-        "llm_evaluations": int(figret["cost"]["llm_evaluations"] - n_fig),
-        "llm_tokens": int(figret["cost"]["llm_forward_tokens"]),
-    }
-    return costs
+def build_costs(metrics: dict[str, dict]) -> dict[str, dict[str, int]]:
+    """LLM evaluations and tokens spent to *build* each variant (answering the test split excluded),
+    from the ``build_cost`` block of every method stage's metrics (``rag.build_cost``)."""
+    return {v: cost for block in metrics.values() for v, cost in block["build_cost"].items()}
 
 
 def alignment_columns(rag_e: dict, p: float) -> dict[str, dict[str, float]]:
