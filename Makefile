@@ -25,7 +25,7 @@ venv: $(VENV)/.installed
 
 study: venv
 	@echo "[make] checking params.yaml"
-	$(PY) -m ragalign.params check params.yaml
+	$(PY) -m ragalign.core.params check params.yaml
 	@echo "[make] pulling the benchmarks (dvc pull)"
 	dvc pull --quiet data.dvc
 	@echo "[make] running the pipeline (dvc repro)"

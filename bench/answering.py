@@ -23,10 +23,10 @@ import pandas as pd
 import torch
 from report import emit
 
-from ragalign.data import load_passages, load_questions
-from ragalign.lm import LM
-from ragalign.rag import PassageStore, best_mean_logprob, build_prompt
-from ragalign.retrieval import top_pids
+from ragalign.core.data import load_passages, load_questions
+from ragalign.core.lm import LM
+from ragalign.core.rag import PassageStore, best_mean_logprob, build_prompt
+from ragalign.core.retrieval import top_pids
 
 
 def main(argv: list[str] | None = None) -> int:

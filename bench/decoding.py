@@ -18,11 +18,11 @@ import time
 import torch
 from report import emit
 
-from ragalign.data import load_passages, load_questions
-from ragalign.gain import pseudo_prompt
-from ragalign.lm import LM
-from ragalign.models import generator_path
-from ragalign.rag import PassageStore, build_prompt
+from ragalign.core.data import load_passages, load_questions
+from ragalign.core.lm import LM
+from ragalign.core.models import generator_path
+from ragalign.core.rag import PassageStore, build_prompt
+from ragalign.methods.gain import pseudo_prompt
 
 
 def workloads(lm: LM, n: int) -> dict[str, tuple[list[str], int]]:

@@ -2,7 +2,7 @@
 
     python bench/device_check.py --model DIR --sample sample.json --out bench/results/device_check.json
 
-Runs the study's own code (``ragalign.lm``, ``ragalign.gain``, ``ragalign.attribution``) on each
+Runs the study's own code (``ragalign.core.lm``, ``ragalign.methods.gain``, ``ragalign.audit.attribution``) on each
 device: gold-answer log-likelihoods, greedy answers, GainRAG gain labels and the Shapley values of a
 RAG-E game (all 2^k coalitions), each batched as the pipeline batches them. It checks that every
 value is batch-invariant on that device (alone == in a batch), compares devices and dtypes value by
@@ -22,11 +22,11 @@ import torch
 from roofline import forward_flops as _flops
 from roofline import gemm_peak, timed
 
-from ragalign.attribution import Game, game_values
-from ragalign.gain import Pair, compute_pair_scores, gain_label, perplexity
-from ragalign.lm import LM
-from ragalign.rag import build_prompt, clean_answer
-from ragalign.shapley import exact_shapley
+from ragalign.audit.attribution import Game, game_values
+from ragalign.audit.shapley import exact_shapley
+from ragalign.core.lm import LM
+from ragalign.core.rag import build_prompt, clean_answer
+from ragalign.methods.gain import Pair, compute_pair_scores, gain_label, perplexity
 
 
 def make_sample(hotpot_jsonl: str, n: int, out: str) -> None:

@@ -20,8 +20,8 @@ import pandas as pd
 import torch
 from report import emit
 
-from ragalign.data import load_passages, load_questions
-from ragalign.retrieval import DenseEncoder, corpus_strings, dense_search, retrieval_quality, to_ranking
+from ragalign.core.data import load_passages, load_questions
+from ragalign.core.retrieval import DenseEncoder, corpus_strings, dense_search, retrieval_quality, to_ranking
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,12 +29,12 @@ import torch
 from report import emit
 from roofline import forward_flops, gemm_peak, timed
 
-from ragalign import params
-from ragalign.data import load_passages, load_questions
-from ragalign.gain import Pair, build_pairs, compute_pair_scores, gain_label, pair_scores, perplexity
-from ragalign.lm import LM
-from ragalign.models import use_device
-from ragalign.rag import PassageStore
+from ragalign.core import params
+from ragalign.core.data import load_passages, load_questions
+from ragalign.core.lm import LM
+from ragalign.core.models import use_device
+from ragalign.core.rag import PassageStore
+from ragalign.methods.gain import Pair, build_pairs, compute_pair_scores, gain_label, pair_scores, perplexity
 
 
 def sample_pairs(lm: LM, n_questions: int, k: int, max_passage_tokens: int) -> list[Pair]:

@@ -35,11 +35,11 @@ import numpy as np
 import torch
 from report import emit
 
-from ragalign.attribution import all_masks, members
-from ragalign.coalitions import PrefixScorer, Segmentation
-from ragalign.data import DEFAULT_PATHS
-from ragalign.lm import LM
-from ragalign.rag import build_prompt
+from ragalign.audit.attribution import all_masks, members
+from ragalign.audit.coalitions import PrefixScorer, Segmentation
+from ragalign.core.data import DEFAULT_PATHS
+from ragalign.core.lm import LM
+from ragalign.core.rag import build_prompt
 
 
 def cpu_model() -> str:

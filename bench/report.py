@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ragalign.io import write_json
+from ragalign.core.io import write_json
 
 
 def emit(result: dict, out: str | None) -> int:

@@ -8,7 +8,7 @@ Each table file holds the values of every coalition of some games with the same 
 ``{"n": 10, "value": "prob", "model": "...", "games": [{"qid": "...", "values": [v_0, ..., v_{2^n-1}]}]}``
 (``values[mask]``, bit ``i`` of ``mask`` = document ``i``). Every estimator is then run by look-up,
 at every budget up to ``2^n`` (default 16, 24, 32, 48, 64, 96, 128, 256, 512), ``--repeats`` seeded
-times per game (``ragalign.shapley.convergence``). Writes, per n, estimator and budget, the median
+times per game (``ragalign.audit.shapley.convergence``). Writes, per n, estimator and budget, the median
 and quartiles over games x repeats of the Spearman correlation with the exact Shapley values and of
 the normalised error ||phi_hat - phi|| / ||phi||, and the mean |efficiency gap|; the evaluations each
 estimator needs for a median Spearman >= 0.95; and a figure (median, interquartile band).
@@ -29,8 +29,9 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from ragalign import plots, shapley
-from ragalign.io import write_json
+from ragalign.audit import shapley
+from ragalign.core import plots
+from ragalign.core.io import write_json
 
 BUDGETS = (16, 24, 32, 48, 64, 96, 128, 256, 512)
 ESTIMATORS = ("permutation", "permutation:antithetic=true", "pmcshap", "kernelshap", "leverageshap")

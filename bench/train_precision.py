@@ -18,8 +18,8 @@ import time
 import torch
 from report import emit
 
-from ragalign import params
-from ragalign.rerank import CrossEncoder, Group, split_groups, train_listwise
+from ragalign.core import params
+from ragalign.core.rerank import CrossEncoder, Group, split_groups, train_listwise
 
 
 def hotpot_groups(path: str, n: int) -> list[Group]:

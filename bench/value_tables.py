@@ -16,9 +16,9 @@ import json
 import random
 from pathlib import Path
 
-from ragalign.attribution import Game, game_values
-from ragalign.lm import LM
-from ragalign.rag import build_prompt, clean_answer
+from ragalign.audit.attribution import Game, game_values
+from ragalign.core.lm import LM
+from ragalign.core.rag import build_prompt, clean_answer
 
 
 def main() -> int:

@@ -21,8 +21,8 @@ models: dict = {}
 # %%
 from IPython.display import Markdown
 
-from ragalign import artifacts, params
-from ragalign.data import read_benchmark, split_questions
+from ragalign.core import artifacts, params
+from ragalign.core.data import read_benchmark, split_questions
 
 P = params.from_namespace(globals())
 questions, passages = read_benchmark(P.data.dataset, P.data.path)

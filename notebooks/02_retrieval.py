@@ -25,10 +25,17 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown
 
-from ragalign import artifacts, params, plots
-from ragalign.data import load_passages, load_questions
-from ragalign.retrieval import DenseEncoder, bm25_search, corpus_strings, dense_search, retrieval_quality, to_ranking
-from ragalign.seed import seed_everything
+from ragalign.core import artifacts, params, plots
+from ragalign.core.data import load_passages, load_questions
+from ragalign.core.retrieval import (
+    DenseEncoder,
+    bm25_search,
+    corpus_strings,
+    dense_search,
+    retrieval_quality,
+    to_ranking,
+)
+from ragalign.core.seed import seed_everything
 
 P = params.from_namespace(globals())
 seed_everything(P.data.seed)

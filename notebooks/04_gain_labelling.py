@@ -34,9 +34,12 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown
 
-from ragalign import artifacts, params, plots
-from ragalign.data import load_passages, load_questions
-from ragalign.gain import (
+from ragalign.core import artifacts, params, plots
+from ragalign.core.data import load_passages, load_questions
+from ragalign.core.lm import LM
+from ragalign.core.rag import PassageStore
+from ragalign.core.seed import seed_everything
+from ragalign.methods.gain import (
     best_gain_summary,
     build_pairs,
     gain_labels,
@@ -48,9 +51,6 @@ from ragalign.gain import (
     score_pairs,
     spearman_per_question,
 )
-from ragalign.lm import LM
-from ragalign.rag import PassageStore
-from ragalign.seed import seed_everything
 
 P = params.from_namespace(globals())
 seed_everything(P.data.seed)

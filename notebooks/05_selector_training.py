@@ -38,9 +38,16 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown
 
-from ragalign import artifacts, params, plots
-from ragalign.data import load_passages, load_questions
-from ragalign.gain import (
+from ragalign.core import artifacts, params, plots
+from ragalign.core.data import load_passages, load_questions
+from ragalign.core.lm import LM
+from ragalign.core.metrics import format_difference, paired_difference
+from ragalign.core.rag import PassageStore, answer_questions, build_cost, em_f1_table, summarise
+from ragalign.core.rerank import CrossEncoder, rerank, train_reranker
+from ragalign.core.retrieval import corpus_strings
+from ragalign.core.seed import seed_everything
+from ragalign.core.validity import describe_failures, loss_gate, ranker_gate
+from ragalign.methods.gain import (
     context_texts,
     drop_pseudo,
     pseudo_selection_rate,
@@ -49,13 +56,6 @@ from ragalign.gain import (
     selector_groups,
     top_contexts,
 )
-from ragalign.lm import LM
-from ragalign.metrics import format_difference, paired_difference
-from ragalign.rag import PassageStore, answer_questions, build_cost, em_f1_table, summarise
-from ragalign.rerank import CrossEncoder, rerank, train_reranker
-from ragalign.retrieval import corpus_strings
-from ragalign.seed import seed_everything
-from ragalign.validity import describe_failures, loss_gate, ranker_gate
 
 P = params.from_namespace(globals())
 seed_everything(P.training.seed)

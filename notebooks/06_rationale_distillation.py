@@ -40,16 +40,16 @@ import seaborn as sns
 from IPython.display import Markdown
 from matplotlib.container import BarContainer
 
-from ragalign import artifacts, params, plots
-from ragalign import rationale as radio_lib
-from ragalign.data import load_passages, load_questions
-from ragalign.lm import LM
-from ragalign.metrics import paired_difference
-from ragalign.rag import PassageStore, answer_questions, build_cost, summarise
-from ragalign.rerank import rerank, train_reranker
-from ragalign.retrieval import DenseEncoder, corpus_strings, top_pids
-from ragalign.seed import seed_everything
-from ragalign.validity import describe_failures, loss_gate, ranker_gate
+from ragalign.core import artifacts, params, plots
+from ragalign.core.data import load_passages, load_questions
+from ragalign.core.lm import LM
+from ragalign.core.metrics import paired_difference
+from ragalign.core.rag import PassageStore, answer_questions, build_cost, summarise
+from ragalign.core.rerank import rerank, train_reranker
+from ragalign.core.retrieval import DenseEncoder, corpus_strings, top_pids
+from ragalign.core.seed import seed_everything
+from ragalign.core.validity import describe_failures, loss_gate, ranker_gate
+from ragalign.methods import rationale as radio_lib
 
 P = params.from_namespace(globals())
 seed_everything(P.training.seed)

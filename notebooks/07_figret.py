@@ -17,7 +17,7 @@
 # retriever re-retrieves, the new failures are collected and judged again (*reciprocal feedback*).
 #
 # The paper has no public code. This study's reading, sized for a 135M generator (see
-# `ragalign.figret` for the details): the LLM only answers constrained yes/no judgements, scored
+# `ragalign.methods.figret` for the details): the LLM only answers constrained yes/no judgements, scored
 # as log p(yes) − log p(no) of its first reply token; gold passages are the anchors (the only
 # positives); the LLM picks and orders the hard negatives, scores passage *sets* for
 # comprehensiveness, and its margin sets each example's difficulty. The MiniLM bi-encoder of
@@ -38,15 +38,15 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from ragalign import artifacts, params, plots
-from ragalign import figret as fg
-from ragalign.data import load_passages, load_questions
-from ragalign.lm import LM
-from ragalign.metrics import paired_difference
-from ragalign.rag import PassageStore, answer_questions, build_cost, em_f1_table, summarise
-from ragalign.retrieval import DenseEncoder, corpus_strings, dense_search, retrieval_quality, to_ranking, top_pids
-from ragalign.seed import seed_everything
-from ragalign.validity import chance_gate, describe_failures, ranker_gate
+from ragalign.core import artifacts, params, plots
+from ragalign.core.data import load_passages, load_questions
+from ragalign.core.lm import LM
+from ragalign.core.metrics import paired_difference
+from ragalign.core.rag import PassageStore, answer_questions, build_cost, em_f1_table, summarise
+from ragalign.core.retrieval import DenseEncoder, corpus_strings, dense_search, retrieval_quality, to_ranking, top_pids
+from ragalign.core.seed import seed_everything
+from ragalign.core.validity import chance_gate, describe_failures, ranker_gate
+from ragalign.methods import figret as fg
 
 P = params.from_namespace(globals())
 F = P.figret

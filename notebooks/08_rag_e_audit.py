@@ -44,13 +44,15 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown
 
-from ragalign import alignment, artifacts, attribution, audit, gain, params, plots, variants
-from ragalign.coalitions import prefix_token_logprobs
-from ragalign.data import load_passages, load_questions
-from ragalign.lm import LM
-from ragalign.rag import PassageStore
-from ragalign.retrieval import passage_string
-from ragalign.seed import seed_everything
+from ragalign.audit import alignment, attribution, games, variants
+from ragalign.audit.coalitions import prefix_token_logprobs
+from ragalign.core import artifacts, params, plots
+from ragalign.core.data import load_passages, load_questions
+from ragalign.core.lm import LM
+from ragalign.core.rag import PassageStore
+from ragalign.core.retrieval import passage_string
+from ragalign.core.seed import seed_everything
+from ragalign.methods import gain
 
 P = params.from_namespace(globals())
 E = P.rag_e
@@ -111,13 +113,13 @@ tops = {v.name: variants.top_k(v, test.qid.tolist(), context_k.get(v.name, P.rag
 # planned coalition of every game, over a prefix tree, in one cached call.
 
 # %%
-games = audit.build_games(lm, test, tops, gen_text, P.rag.max_new_tokens, E.shuffled_questions, E.seed)
+games = games.build_games(lm, test, tops, gen_text, P.rag.max_new_tokens, E.shuffled_questions, E.seed)
 control = {g.qid for g in games if g.order == "shuffled"}
-plans = audit.plans_for([g.k for g in games], E.max_exact_subsets, E.mc_evaluations, E.estimator, E.seed)
+plans = games.plans_for([g.k for g in games], E.max_exact_subsets, E.mc_evaluations, E.estimator, E.seed)
 evals_before = lm.evaluations
-values = audit.game_values(games, {k: masks for k, (_, _, masks) in plans.items()}, lambda ps, ans: prefix_token_logprobs(lm, ps, ans, desc="coalitions"), E.value)
-rows = audit.shapley_rows(games, values, {k: (m, plan) for k, (m, plan, _) in plans.items()}, E.seed)
-n_unique = len({audit.subset_prompt(g, m) for g in games for m in plans[g.k][2]})
+values = games.game_values(games, {k: masks for k, (_, _, masks) in plans.items()}, lambda ps, ans: prefix_token_logprobs(lm, ps, ans, desc="coalitions"), E.value)
+rows = games.shapley_rows(games, values, {k: (m, plan) for k, (m, plan, _) in plans.items()}, E.seed)
+n_unique = len({games.subset_prompt(g, m) for g in games for m in plans[g.k][2]})
 Markdown(
     f"{len(games)} games ({len(audited)} variants × {len(test)} questions, plus the shuffled control on {len(control)} of them); "
     + ", ".join(f"{m} Shapley over {len(masks)} coalitions for {k}-document games" for k, (m, _, masks) in plans.items())
@@ -126,11 +128,11 @@ Markdown(
 )
 
 # %%
-align, summary = audit.alignment_table(rows, tops, E.warg_p, P.rag.n_bootstrap, E.seed)
+align, summary = games.alignment_table(rows, tops, E.warg_p, P.rag.n_bootstrap, E.seed)
 p_mid = E.warg_p[len(E.warg_p) // 2]
-paired = audit.paired_vs(align, "dense", ["wasted", "noise", f"warg_ext@{p_mid:g}"], P.rag.n_bootstrap, E.seed) if not align.empty else {}
-utility = audit.utility_summary(rows, {q: test.set_index("qid").gold_pids[q] for q in test.qid}, P.rag.n_bootstrap, E.seed)
-gain_link = audit.gain_vs_shapley(rows[rows.order == "original"])
+paired = games.paired_vs(align, "dense", ["wasted", "noise", f"warg_ext@{p_mid:g}"], P.rag.n_bootstrap, E.seed) if not align.empty else {}
+utility = games.utility_summary(rows, {q: test.set_index("qid").gold_pids[q] for q in test.qid}, P.rag.n_bootstrap, E.seed)
+gain_link = games.gain_vs_shapley(rows[rows.order == "original"])
 
 
 def fmt(ci: dict) -> str:

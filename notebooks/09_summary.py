@@ -32,9 +32,9 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown
 
-from ragalign import artifacts, params, plots
-from ragalign.data import load_questions
-from ragalign.summary import (
+from ragalign.core import artifacts, params, plots
+from ragalign.core.data import load_questions
+from ragalign.report.summary import (
     AUDITED,
     VARIANT_SOURCES,
     alignment_columns,

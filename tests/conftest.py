@@ -17,7 +17,7 @@ def smol_tokenizer():
     """The real SmolLM2 tokenizer (chat template included), from the packaged model."""
     from transformers import AutoTokenizer
 
-    from ragalign.models import generator_path
+    from ragalign.core.models import generator_path
 
     return AutoTokenizer.from_pretrained(generator_path("smollm2-135m-instruct"))
 
@@ -48,7 +48,7 @@ def tiny_model(smol_tokenizer):
 @pytest.fixture
 def tiny_lm(smol_tokenizer, tiny_model, tmp_path):
     """An LM over the tiny model with its own empty cache."""
-    from ragalign.lm import LM
+    from ragalign.core.lm import LM
 
     return LM("tiny", "float32", cache_root=str(tmp_path / "cache"), tokenizer=smol_tokenizer, model=tiny_model)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ragalign import alignment as AL
+from ragalign.audit import alignment as AL
 
 
 def test_warg_identical_reversed_disjoint_by_hand():

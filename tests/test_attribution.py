@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from ragalign import attribution as A
-from ragalign import shapley as S
+from ragalign.audit import attribution as A
+from ragalign.audit import shapley as S
 
 
 def game(k: int, fn) -> dict[int, float]:
@@ -21,7 +21,7 @@ def toy(k=6, seed=3):
 
 
 def test_shapley_maths_is_reexported():
-    # the estimators live in ragalign.shapley (tests/test_shapley.py); the old names still work here
+    # the estimators live in ragalign.audit.shapley (tests/test_shapley.py); the old names still work here
     assert A.exact_shapley is S.exact_shapley and A.pmcshap_masks is S.pmcshap_masks and A.members is S.members
     np.testing.assert_allclose(A.exact_shapley(game(3, lambda s: float(0 in s and (1 in s or 2 in s))), 3), [2 / 3, 1 / 6, 1 / 6])
 
@@ -49,7 +49,7 @@ def test_convergence_table_and_threshold():
     assert set(curve.method) == {"pmcshap", "pmcshap_allpairs", "permutation"} and (curve.evaluations <= curve.budget).all()
     reached = A.evaluations_to_reach(curve, 0.0)
     assert reached == {"permutation": 16, "pmcshap": 16, "pmcshap_allpairs": 16}
-    # the same draws as before the move to ragalign.shapley: one generator per (budget, repeat)
+    # the same draws as before the move to ragalign.audit.shapley: one generator per (budget, repeat)
     rng = np.random.default_rng([0, 16, 0])
     masks = A.pmcshap_masks(k, 16, rng)
     first = A.pmcshap(v, k, masks, rng, n_fits=20)

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ragalign import audit
-from ragalign.rag import build_prompt
+from ragalign.audit import games as audit
+from ragalign.core.rag import build_prompt
 
 
 def fake_score(helpful: dict[str, float]):

@@ -2,7 +2,7 @@ import sqlite3
 
 import pytest
 
-from ragalign.cache import Cache, make_key
+from ragalign.core.cache import Cache, make_key
 
 
 def test_map_computes_missing_only_and_dedups(tmp_path):

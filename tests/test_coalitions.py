@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ragalign.attribution import all_masks, members
-from ragalign.coalitions import (
+from ragalign.audit.attribution import all_masks, members
+from ragalign.audit.coalitions import (
     KEY_NAMESPACE,
     PrefixScorer,
     Segmentation,
@@ -14,7 +14,7 @@ from ragalign.coalitions import (
     build_tree,
     prefix_token_logprobs,
 )
-from ragalign.rag import build_prompt
+from ragalign.core.rag import build_prompt
 
 DOCS = [
     "Paris: Paris is the capital and largest city of France.",
@@ -111,7 +111,7 @@ def test_odd_inputs_one_prompt_prefixes_of_each_other_and_empty_answer(tiny_lm):
 
 def test_cache_hits_and_shared_coalitions_computed_once(tiny_lm, monkeypatch):
     """Two variants whose games share coalitions (same documents, same order, same answer)."""
-    from ragalign import coalitions
+    from ragalign.audit import coalitions
 
     computed: list[tuple[str, str]] = []
     score_pairs = coalitions._score_pairs
@@ -155,14 +155,14 @@ def test_as_token_logprobs_matches_lm_shape(tiny_lm):
 @pytest.fixture(scope="module")
 def real_lm(tmp_path_factory):
     """The study's generator in bf16 (the dtype where rounding could make values depend on the others)."""
-    from ragalign.lm import LM
+    from ragalign.core.lm import LM
 
     return LM("smollm2-135m-instruct", "bfloat16", cache_root=str(tmp_path_factory.mktemp("real")), show_progress=False)
 
 
 def fresh(lm, tmp_path, name: str):
     """The same model behind an empty cache: nothing can come from an earlier call."""
-    from ragalign.lm import LM
+    from ragalign.core.lm import LM
 
     return LM(
         lm.name, lm.dtype, cache_root=str(tmp_path / name), tokenizer=lm.tokenizer, model=lm.model, show_progress=False

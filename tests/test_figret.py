@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from ragalign import figret
-from ragalign.figret import (
+from ragalign.methods import figret
+from ragalign.methods.figret import (
     Example,
     build_examples,
     curriculum_order,
@@ -130,8 +130,8 @@ def test_set_infonce_matches_hand_computation():
 def tiny_encoder():
     from transformers import BertConfig, BertModel
 
-    from ragalign.models import load_encoder_tokenizer
-    from ragalign.retrieval import DenseEncoder
+    from ragalign.core.models import load_encoder_tokenizer
+    from ragalign.core.retrieval import DenseEncoder
 
     torch.manual_seed(0)
     vocab = len(load_encoder_tokenizer("minilm-l6"))
@@ -159,7 +159,7 @@ def test_one_training_step_lowers_the_contrastive_loss(tiny_encoder):
 
 
 def test_train_retriever_returns_a_curve_and_keeps_the_best_epoch(tiny_encoder):
-    from ragalign.rerank import split_groups
+    from ragalign.core.rerank import split_groups
 
     examples = TOY * 2
     curve = figret.train_retriever(tiny_encoder, examples, TEXTS, epochs=2, lr=1e-3, batch_size=2, temperature=0.05, val_fraction=0.34, seed=0)

@@ -8,8 +8,10 @@ import pandas as pd
 import pytest
 import torch
 
-from ragalign.cache import Cache
-from ragalign.gain import (
+from ragalign.core.cache import Cache
+from ragalign.core.rag import build_prompt
+from ragalign.core.rerank import kl_listwise_loss
+from ragalign.methods.gain import (
     Pair,
     build_pairs,
     compute_pair_scores,
@@ -24,8 +26,6 @@ from ragalign.gain import (
     score_pairs,
     selector_groups,
 )
-from ragalign.rag import build_prompt
-from ragalign.rerank import kl_listwise_loss
 
 QUESTIONS = ["Where was Ada born?", "Who wrote Dune?"]
 PASSAGES = [

@@ -65,7 +65,7 @@ RAG_PROMPTS = [
 
 @pytest.fixture(scope="module")
 def smol_lm(tmp_path_factory):
-    from ragalign.lm import LM
+    from ragalign.core.lm import LM
 
     return LM("smollm2-135m-instruct", "bfloat16", cache_root=str(tmp_path_factory.mktemp("cache")), show_progress=False)
 
@@ -82,7 +82,7 @@ def test_bf16_scores_are_bitwise_batch_invariant(smol_lm):
 def test_short_prompts_decode_in_full_groups_of_one_length(smol_lm):
     """Short prompts of one token length share a decoding group of exactly DECODE_ROWS rows, and a
     reply is the same bits alone (its group filled with copies) or next to other prompts."""
-    from ragalign.lm import DECODE_ROWS
+    from ragalign.core.lm import DECODE_ROWS
 
     short = [f"Question: Who wrote {t}?" for t in ("Hamlet", "Macbeth", "Othello", "Emma")]
     length = {len(smol_lm.prompt_ids(p)) for p in short}

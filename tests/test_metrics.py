@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ragalign.metrics import (
+from ragalign.core.metrics import (
     bootstrap_ci,
     exact_match,
     f1_score,
@@ -55,7 +55,7 @@ def test_paired_difference():
 
 
 def test_em_f1_table_formats_intervals_and_extra_columns():
-    from ragalign.rag import em_f1_table
+    from ragalign.core.rag import em_f1_table
 
     summary = {
         "dense": {"em": {"mean": 0.1, "lo": 0.05, "hi": 0.15}, "f1": {"mean": 0.2, "lo": 0.1, "hi": 0.3}, "n": 10},

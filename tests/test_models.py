@@ -2,7 +2,7 @@
 
 import pytest
 
-from ragalign import models
+from ragalign.core import models
 
 
 def test_packaged_models_resolve_offline():
@@ -42,7 +42,7 @@ def test_offline_by_default():
     import sys
 
     env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
-    out = subprocess.run([sys.executable, "-c", "import os, ragalign.models; print(os.environ['HF_HUB_OFFLINE'])"], env=env, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", "import os, ragalign.core.models; print(os.environ['HF_HUB_OFFLINE'])"], env=env, capture_output=True, text=True)
     assert out.stdout.strip() == "1", out.stderr
 
 
@@ -64,7 +64,7 @@ def test_device_choice(monkeypatch):
 def test_params_check_names_the_device_and_rejects_a_missing_gpu(monkeypatch):
     import torch
 
-    from ragalign.params import ParamsError, validate
+    from ragalign.core.params import ParamsError, validate
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     p = validate({})
@@ -86,8 +86,8 @@ def test_every_model_load_goes_through_the_chosen_device(monkeypatch):
     monkeypatch.setattr(models, "to_device", spy)
     models.use_device("cpu")
     models.load_generator.cache_clear()
-    from ragalign.rerank import CrossEncoder
-    from ragalign.retrieval import DenseEncoder
+    from ragalign.core.rerank import CrossEncoder
+    from ragalign.core.retrieval import DenseEncoder
 
     DenseEncoder("minilm-l6", 32)
     CrossEncoder("minilm-l6", 32)

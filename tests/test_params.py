@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ragalign.params import Params, ParamsError, load, validate
+from ragalign.core.params import Params, ParamsError, load, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,17 +81,17 @@ def test_load_reports_missing_and_broken_files(tmp_path):
 
 
 def test_check_command(tmp_path):
-    good = subprocess.run([sys.executable, "-m", "ragalign.params", "check", str(ROOT / "params.yaml")], capture_output=True, text=True)
+    good = subprocess.run([sys.executable, "-m", "ragalign.core.params", "check", str(ROOT / "params.yaml")], capture_output=True, text=True)
     assert good.returncode == 0 and "ok" in good.stdout
     bad = tmp_path / "p.yaml"
     bad.write_text(yaml.safe_dump(with_change("gain.alpha", -1)))
-    out = subprocess.run([sys.executable, "-m", "ragalign.params", "check", str(bad)], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "ragalign.core.params", "check", str(bad)], capture_output=True, text=True)
     assert out.returncode == 1 and "gain.alpha" in out.stderr
 
 
 def test_estimator_names_match_the_shapley_registry():
-    from ragalign.params import SHAPLEY_ESTIMATORS
-    from ragalign.shapley import ESTIMATORS
+    from ragalign.audit.shapley import ESTIMATORS
+    from ragalign.core.params import SHAPLEY_ESTIMATORS
 
     assert sorted(SHAPLEY_ESTIMATORS) == sorted(ESTIMATORS)
     with pytest.raises(ParamsError, match="rag_e.estimator"):

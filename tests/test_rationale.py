@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from ragalign import rationale as R
-from ragalign.rerank import Group
+from ragalign.core.rerank import Group
+from ragalign.methods import rationale as R
 
 
 def test_minmax_and_mix_on_known_numbers():
@@ -94,7 +94,7 @@ def test_one_step_lowers_the_loss_on_a_toy_set():
 
 @pytest.mark.slow
 def test_one_step_lowers_the_loss_of_the_cross_encoder():
-    from ragalign.rerank import CrossEncoder
+    from ragalign.core.rerank import CrossEncoder
 
     model = CrossEncoder("minilm-l6", max_length=32)
     groups = [

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ragalign.summary import readme_block
+from ragalign.report.summary import readme_block
 
 ROOT = Path(__file__).resolve().parents[1]
 SUMMARY = ROOT / "results" / "metrics" / "summary.json"

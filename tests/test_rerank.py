@@ -2,8 +2,8 @@ import pandas as pd
 import pytest
 import torch
 
-from ragalign.params import TrainingParams
-from ragalign.rerank import (
+from ragalign.core.params import TrainingParams
+from ragalign.core.rerank import (
     CrossEncoder,
     Group,
     kl_listwise_loss,
@@ -57,7 +57,7 @@ def test_untrained_reranker_reproduces_the_dense_ranking_exactly():
     """Before training a reranker is its start: the ranking it re-ranks, order and ties included."""
     import numpy as np
 
-    from ragalign.retrieval import DenseEncoder
+    from ragalign.core.retrieval import DenseEncoder
 
     texts = {f"p{i}": t for i, t in enumerate(["Paris is in France.", "Cats purr.", "France's capital is Paris.", "Rome is old.", "Lyon is French.", "Bananas."])}
     questions = pd.DataFrame({"qid": ["a", "b"], "question": ["capital of France", "Where is Lyon"]})

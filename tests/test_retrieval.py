@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ragalign.retrieval import DenseEncoder, bm25_search, dense_search, retrieval_quality, to_ranking, top_pids
+from ragalign.core.retrieval import DenseEncoder, bm25_search, dense_search, retrieval_quality, to_ranking, top_pids
 
 CORPUS = [
     "The Eiffel Tower is a wrought-iron lattice tower in Paris, France.",

@@ -95,42 +95,58 @@ def test_runner_rejects_bad_params_before_any_kernel(tmp_path):
     assert out.returncode == 1 and "gain.alpha" in out.stderr
 
 
+LIB = ROOT / "lib" / "ragalign"
+
+
+def _module_file(module: str) -> Path:
+    """``core.lm`` -> lib/ragalign/core/lm.py."""
+    return LIB / (module.replace(".", "/") + ".py")
+
+
 def _ragalign_imports(source: str) -> set[str]:
+    """The library modules a source imports, dotted below ``ragalign`` (``core.lm``)."""
     found = set()
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.ImportFrom) and node.module == "ragalign":
-            found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ragalign."):
-            found.add(node.module.split(".")[1])
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "ragalign":
+            below = node.module.split(".")[1:]
+            if below and _module_file(".".join(below)).exists():
+                found.add(".".join(below))  # from ragalign.core.lm import LM
+            else:
+                found |= {".".join([*below, alias.name]) for alias in node.names if _module_file(".".join([*below, alias.name])).exists()}
         elif isinstance(node, ast.Import):
-            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("ragalign.")}
+            found |= {".".join(a.name.split(".")[1:]) for a in node.names if a.name.startswith("ragalign.")}
     return found
+
+
+def _closure(source: str, extra: tuple[str, ...] = ()) -> set[str]:
+    """Every library module ``source`` runs, directly or through other modules."""
+    needed, todo = set(), list(_ragalign_imports(source) | set(extra))
+    while todo:
+        module = todo.pop()
+        if module not in needed:
+            needed.add(module)
+            todo += _ragalign_imports(_module_file(module).read_text())
+    return needed
 
 
 def test_every_stage_depends_on_all_the_library_code_it_runs():
     """dvc.yaml lists, per stage, every library module its notebook imports, directly or not (and the runner)."""
-    lib = ROOT / "lib" / "ragalign"
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     for name, stage in stages.items():
-        needed, todo = set(), list(_ragalign_imports((ROOT / "notebooks" / f"{name}.py").read_text()) | {"runner"})
-        while todo:
-            module = todo.pop()
-            if module not in needed:
-                needed.add(module)
-                todo += _ragalign_imports((lib / f"{module}.py").read_text())
-        declared = {Path(d).stem for d in stage["deps"] if d.startswith("lib/ragalign/")}
+        needed = _closure((ROOT / "notebooks" / f"{name}.py").read_text(), ("runner",))
+        declared = {d.removeprefix("lib/ragalign/").removesuffix(".py").replace("/", ".") for d in stage["deps"] if d.startswith("lib/ragalign/")}
         assert declared == needed, f"{name}: missing {sorted(needed - declared)}, not imported {sorted(declared - needed)}"
 
 
 def _artifact_refs(source: str) -> set[str]:
     """Paths of the artifacts a source names (``artifacts.DENSE``, collections such as ``artifacts.ANSWER_TABLES`` expanded)."""
-    from ragalign import artifacts
+    from ragalign.core import artifacts
 
     names = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "artifacts":
             names.add(node.attr)
-        elif isinstance(node, ast.ImportFrom) and node.module == "ragalign.artifacts":
+        elif isinstance(node, ast.ImportFrom) and node.module == "ragalign.core.artifacts":
             names |= {alias.name for alias in node.names}
     found = set()
     for name in names:
@@ -158,25 +174,23 @@ def _path_literals(source: str) -> set[str]:
 def test_every_file_a_stage_reads_or_writes_is_declared():
     """Each path a stage's notebook (or a library module it imports) names is a dep, an out or a metric
     of that stage in dvc.yaml, or lies under (or above) one of them."""
-    lib = ROOT / "lib" / "ragalign"
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     problems = []
     for name, stage in stages.items():
-        declared = [e if isinstance(e, str) else next(iter(e)) for kind in ("deps", "outs", "metrics") for e in stage.get(kind, [])]
-        sources = [(ROOT / "notebooks" / f"{name}.py").read_text()]
-        modules, todo = set(), list(_ragalign_imports(sources[0]))
-        while todo:
-            m = todo.pop()
-            if m not in modules:
-                modules.add(m)
-                todo += _ragalign_imports((lib / f"{m}.py").read_text())
-        texts = sources + [(lib / f"{m}.py").read_text() for m in modules if m != "artifacts"]  # the contract names every path
+        declared = _declared(stage, ("deps", "outs", "metrics"))
+        texts = _sources(name)
         named = set().union(*(_path_literals(s) | _artifact_refs(s) for s in texts))
         named = {p for p in named if not p.startswith("results/timings/") or name == "09_summary"}  # the runner writes each stage's own timings
         undeclared = [p for p in named if not any(p == d or p.startswith(d.rstrip("/") + "/") or d.startswith(p.rstrip("/") + "/") for d in declared)]
         if undeclared:
             problems.append(f"{name} names {sorted(undeclared)} but dvc.yaml does not declare them")
     assert not problems, "\n".join(problems)
+
+
+def _sources(stage: str) -> list[str]:
+    """A stage's notebook and every library module it runs, but the artifact contract (which names every path)."""
+    notebook = (ROOT / "notebooks" / f"{stage}.py").read_text()
+    return [notebook] + [_module_file(m).read_text() for m in sorted(_closure(notebook)) if m != "core.artifacts"]
 
 
 def _declared(stage: dict, kinds: tuple[str, ...]) -> list[str]:
@@ -190,23 +204,15 @@ def _covered(path: str, declared: list[str]) -> bool:
 def test_every_artifact_is_an_output_of_its_stage_and_a_dependency_of_its_readers():
     """The artifact contract and dvc.yaml agree: the writer declares each artifact as an out (or metric),
     and every other stage whose code names it declares it as a dependency."""
-    from ragalign import artifacts
+    from ragalign.core import artifacts
 
-    lib = ROOT / "lib" / "ragalign"
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     problems = []
     for a in artifacts.all_artifacts():
         if not _covered(a.path, _declared(stages[a.stage], ("outs", "metrics"))):
             problems.append(f"{a.stage} writes {a.path} but does not declare it as an out")
     for name, stage in stages.items():
-        modules, todo = set(), list(_ragalign_imports((ROOT / "notebooks" / f"{name}.py").read_text()))
-        while todo:
-            m = todo.pop()
-            if m not in modules:
-                modules.add(m)
-                todo += _ragalign_imports((lib / f"{m}.py").read_text())
-        texts = [(ROOT / "notebooks" / f"{name}.py").read_text()] + [(lib / f"{m}.py").read_text() for m in modules if m != "artifacts"]
-        named = set().union(*(_artifact_refs(t) for t in texts))
+        named = set().union(*(_artifact_refs(t) for t in _sources(name)))
         own = {a.path for a in artifacts.all_artifacts() if a.stage == name}
         for path in sorted(named - own):
             if not _covered(path, _declared(stage, ("deps",))):

@@ -9,7 +9,7 @@ import pytest
 import shapiq
 from shapiq.approximator import KernelSHAP
 
-from ragalign import shapley as S
+from ragalign.audit import shapley as S
 
 REGRESSION = ["kernelshap", "leverageshap", "kernelshap:stratified=true", "leverageshap:stratified=false"]
 

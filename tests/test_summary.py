@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from ragalign.summary import (
+from ragalign.report.summary import (
     context_gold_recall,
     inject_readme,
     markdown_table,

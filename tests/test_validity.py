@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ragalign.metrics import minimum_detectable_difference, paired_difference
-from ragalign.summary import failed_gates_text, paired_table, validity_gates, verdict
-from ragalign.validity import GATE_LABELS, chance_gate, describe_failures, difference_gate, loss_gate, ranker_gate
+from ragalign.core.metrics import minimum_detectable_difference, paired_difference
+from ragalign.core.validity import GATE_LABELS, chance_gate, describe_failures, difference_gate, loss_gate, ranker_gate
+from ragalign.report.summary import failed_gates_text, paired_table, validity_gates, verdict
 
 
 def test_mde_matches_the_normal_power_formula():

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import yaml
 
-from ragalign.io import atomic_write_text
-from ragalign.params import ParamsError, load
+from ragalign.core.io import atomic_write_text
+from ragalign.core.params import ParamsError, load
 
 OUTPUT_DIRS = ("reports", "figures", "results/metrics", "results/timings", "results/plots")
 

@@ -90,7 +90,7 @@ def nq_record(i: int) -> dict:
 
 def write_benchmark(repo: Path, dataset: str, n: int = 40) -> None:
     """A tiny benchmark in the dataset's own format, at the path the study reads it from."""
-    from ragalign.data import DEFAULT_PATHS
+    from ragalign.core.data import DEFAULT_PATHS
 
     path = repo / DEFAULT_PATHS[dataset]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -134,7 +134,7 @@ def make_study(repo: Path, cache: Path, guard: Path, dataset: str = "hotpotqa") 
     params["data"]["dataset"] = dataset
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
-    from ragalign.models import generator_path
+    from ragalign.core.models import generator_path
 
     (cache / "models").mkdir(parents=True, exist_ok=True)
     link = cache / "models" / "smollm2-135m-instruct"

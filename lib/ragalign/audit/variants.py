@@ -3,7 +3,7 @@
 Every variant names its rankings (the order it shows passages to the generator), the retriever
 kind whose score Integrated Gradients explains (BM25 is not differentiable), the model directory of
 that retriever (``None``: the packaged ``models.encoder`` backbone) and the answers table its stage
-wrote. All are :mod:`ragalign.artifacts`. All six are part of the default pipeline; ``check`` says
+wrote. All are :mod:`ragalign.core.artifacts`. All six are part of the default pipeline; ``check`` says
 which outputs are missing so that the audit never drops a variant silently.
 """
 
@@ -16,9 +16,9 @@ from typing import Literal
 
 import pandas as pd
 
-from ragalign import artifacts
-from ragalign.artifacts import Artifact
-from ragalign.metrics import bootstrap_ci
+from ragalign.core import artifacts
+from ragalign.core.artifacts import Artifact
+from ragalign.core.metrics import bootstrap_ci
 
 Kind = Literal["bm25", "bi-encoder", "cross-encoder"]
 

@@ -28,10 +28,10 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from ragalign import alignment
-from ragalign.attribution import estimate, members, plan_masks, subset_value
-from ragalign.metrics import bootstrap_ci, minimum_detectable_difference
-from ragalign.rag import build_prompt, clean_answer
+from ragalign.audit import alignment
+from ragalign.audit.attribution import estimate, members, plan_masks, subset_value
+from ragalign.core.metrics import bootstrap_ci, minimum_detectable_difference
+from ragalign.core.rag import build_prompt, clean_answer
 
 VALUES = ("support", "utility")
 

@@ -28,13 +28,13 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from ragalign.io import write_json
-from ragalign.models import device, load_encoder, load_encoder_tokenizer
-from ragalign.retrieval import DenseEncoder
-from ragalign.seed import seed_everything
+from ragalign.core.io import write_json
+from ragalign.core.models import device, load_encoder, load_encoder_tokenizer
+from ragalign.core.retrieval import DenseEncoder
+from ragalign.core.seed import seed_everything
 
 if TYPE_CHECKING:
-    from ragalign.params import TrainingParams
+    from ragalign.core.params import TrainingParams
 
 
 @dataclass(frozen=True)

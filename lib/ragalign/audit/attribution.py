@@ -4,7 +4,7 @@ Generator side. The players are the ``k`` documents a variant shows the generato
 a bitmask (bit ``i`` = the document at position ``i``). The value of a coalition is how strongly
 the generator still supports the answer it gave with all ``k`` documents when it sees only that
 subset, in the original order: the mean token probability (or log-probability) of that answer.
-The Shapley maths (estimators, exact values, convergence) lives in ``ragalign.shapley`` and is
+The Shapley maths (estimators, exact values, convergence) lives in ``ragalign.audit.shapley`` and is
 re-exported here; this module holds the LLM game and the audit's entry points: ``plan_masks`` plans
 the coalitions of one estimator so that the LLM evaluates all of them in one batched call
 (``game_values``), ``estimate`` then only reads values. ``n_evaluations`` always counts distinct
@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ragalign import shapley
-from ragalign.shapley import (  # noqa: F401  (re-exported for compatibility)
+from ragalign.audit import shapley
+from ragalign.audit.shapley import (  # noqa: F401  (re-exported for compatibility)
     ESTIMATORS,
     Plan,
     accuracy,
@@ -220,12 +220,12 @@ def retriever_explainer(
     reranker directory). ``max_length`` is the retriever's own input length.
     """
     if kind == "bi-encoder":
-        from ragalign.retrieval import DenseEncoder
+        from ragalign.core.retrieval import DenseEncoder
 
         enc = DenseEncoder(model or encoder, max_length)
         return lambda q, d: ig_bi_encoder(enc.model, enc.tokenizer, q, d, max_length, steps, baseline)
     if kind == "cross-encoder":
-        from ragalign.rerank import CrossEncoder
+        from ragalign.core.rerank import CrossEncoder
 
         ce = CrossEncoder.load(encoder, model, max_length)
         return lambda q, d: ig_cross_encoder(ce.model, ce.tokenizer, q, d, max_length, steps, baseline)
@@ -256,7 +256,7 @@ def _lig(forward: Callable[[torch.Tensor], torch.Tensor], layer: torch.nn.Module
 
 def ig_bi_encoder(model: torch.nn.Module, tokenizer, query: str, doc: str, max_length: int, steps: int = 50, baseline: str = "unk") -> TokenAttribution:
     """IG of cos(mean_pool(query), mean_pool(doc)) for a bi-encoder ``model`` (e.g. ``DenseEncoder.model``)."""
-    from ragalign.retrieval import mean_pool
+    from ragalign.core.retrieval import mean_pool
 
     model.eval()
     on = next(model.parameters()).device

@@ -38,12 +38,12 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from ragalign.cache import make_key
-from ragalign.lm import LM
-from ragalign.rag import PassageStore, answer_questions
-from ragalign.rerank import split_groups
-from ragalign.retrieval import DenseEncoder, dense_search, retrieval_quality, to_ranking, top_pids
-from ragalign.seed import seed_everything
+from ragalign.core.cache import make_key
+from ragalign.core.lm import LM
+from ragalign.core.rag import PassageStore, answer_questions
+from ragalign.core.rerank import split_groups
+from ragalign.core.retrieval import DenseEncoder, dense_search, retrieval_quality, to_ranking, top_pids
+from ragalign.core.seed import seed_everything
 
 OBJECTIVES = ("relevance", "comprehensiveness", "purity")
 ORDERS = ("dual", "shuffled")

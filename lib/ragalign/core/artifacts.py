@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ragalign.io import atomic_write_text, write_json, write_parquet
+from ragalign.core.io import atomic_write_text, write_json, write_parquet
 
 RANKING = ("qid", "rank", "pid", "score", "method")  # retrieval.to_ranking
 ANSWERS = ("qid", "variant", "context_pids", "answer", "em", "f1", "gold_logprob")  # rag.answer_questions

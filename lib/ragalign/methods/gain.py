@@ -30,10 +30,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ragalign.cache import Cache, make_key
-from ragalign.lm import LM
-from ragalign.rag import build_prompt
-from ragalign.rerank import Group
+from ragalign.core.cache import Cache, make_key
+from ragalign.core.lm import LM
+from ragalign.core.rag import build_prompt
+from ragalign.core.rerank import Group
 
 PSEUDO_INSTRUCTION = (
     "Please provide background for the question below in 100 words. Do not respond with anything other "

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from ragalign.metrics import bootstrap_ci
+from ragalign.core.metrics import bootstrap_ci
 
 WARG_FORMS = ("truncated", "ext", "normalised")
 

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from ragalign.lm import LM
-from ragalign.metrics import bootstrap_ci, exact_match, f1_score
+from ragalign.core.lm import LM
+from ragalign.core.metrics import bootstrap_ci, exact_match, f1_score
 
 INSTRUCTION = "Give only the answer, in at most five words."
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ragalign.io import atomic_write_text
-from ragalign.metrics import bootstrap_ci, paired_difference
-from ragalign.validity import GATE_LABELS
+from ragalign.core.io import atomic_write_text
+from ragalign.core.metrics import bootstrap_ci, paired_difference
+from ragalign.core.validity import GATE_LABELS
 
 
 def context_gold_recall(answers: pd.DataFrame, questions: pd.DataFrame) -> pd.Series:

@@ -24,8 +24,8 @@ import torch
 from tqdm import tqdm
 from transformers import DynamicCache
 
-from ragalign.cache import Cache, make_key
-from ragalign.models import GENERATOR_ATTENTION, load_generator
+from ragalign.core.cache import Cache, make_key
+from ragalign.core.models import GENERATOR_ATTENTION, load_generator
 
 DECODE_ROWS = 8  # rows per decoding group of short prompts
 SHORT_PROMPT_TOKENS = 160  # prompts up to this length decode in groups

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ragalign.models import cache_dir
+from ragalign.core.models import cache_dir
 
 
 def make_key(*parts: Any) -> str:

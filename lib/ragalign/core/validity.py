@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from ragalign.retrieval import retrieval_quality
+from ragalign.core.retrieval import retrieval_quality
 
 
 def ranker_gate(ranking: pd.DataFrame, start: pd.DataFrame, questions: pd.DataFrame, ks: Sequence[int] = (1,)) -> dict:
@@ -45,7 +45,7 @@ def chance_gate(auc: float, n: int | None = None) -> dict:
 
 
 def difference_gate(difference: Mapping[str, float]) -> dict:
-    """A paired difference (from :func:`ragalign.metrics.paired_difference`) that must be > 0 with its interval above 0."""
+    """A paired difference (from :func:`ragalign.core.metrics.paired_difference`) that must be > 0 with its interval above 0."""
     return {"passed": bool(difference["lo"] > 0)} | dict(difference)
 
 

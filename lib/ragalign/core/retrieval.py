@@ -13,8 +13,8 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from ragalign.metrics import recall_at_k, reciprocal_rank
-from ragalign.models import device, load_encoder, load_encoder_tokenizer
+from ragalign.core.metrics import recall_at_k, reciprocal_rank
+from ragalign.core.models import device, load_encoder, load_encoder_tokenizer
 
 
 def passage_string(title: str, text: str) -> str:

@@ -7,7 +7,7 @@
    ``mix * minmax(rationale score) + (1 - mix) * minmax(retrieval score)`` per question.
 3. A cross-encoder is fine-tuned contrastively on groups of one positive (the top of the
    rationale ranking) and negatives at fixed lower ranks (the paper's 3, 4, 6, 9, 13, 18 of the
-   top 20), with a one-hot target through :func:`ragalign.rerank.train_listwise`.
+   top 20), with a one-hot target through :func:`ragalign.core.rerank.train_listwise`.
 
 The public RADIO code embeds ``question. answer. rationale`` with BGE-M3 and ranks by that
 similarity alone; here the encoder is the study's MiniLM bi-encoder and the retrieval score is
@@ -22,11 +22,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ragalign.lm import LM
-from ragalign.metrics import recall_at_k, reciprocal_rank
-from ragalign.rerank import Group, kl_listwise_loss
+from ragalign.core.lm import LM
+from ragalign.core.metrics import recall_at_k, reciprocal_rank
+from ragalign.core.rerank import Group, kl_listwise_loss
 
-# The paper's system prompt, as one user turn (ragalign.lm.LM prompts are one user message).
+# The paper's system prompt, as one user turn (ragalign.core.lm.LM prompts are one user message).
 RATIONALE_INSTRUCTION = (
     "You are a professional QA assistant. Given a question and its ground-truth answer, "
     "explain why the ground-truth answer is correct."

@@ -38,9 +38,9 @@ import torch
 from tqdm import tqdm
 from transformers import DynamicCache
 
-from ragalign.cache import make_key
-from ragalign.lm import LM
-from ragalign.rag import build_prompt
+from ragalign.core.cache import make_key
+from ragalign.core.lm import LM
+from ragalign.core.rag import build_prompt
 
 KEY_NAMESPACE = "logprobs-segments"
 

@@ -1,6 +1,6 @@
 """Typed schema of ``params.yaml``: every knob of the study, checked before any heavy work.
 
-Run ``python -m ragalign.params check [PATH]`` to validate a params file from the shell.
+Run ``python -m ragalign.core.params check [PATH]`` to validate a params file from the shell.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class ModelsParams(Section):
     dtype: Literal["auto", "bfloat16", "float32"] = Field("auto", description="auto: the device's default (DEVICE_DTYPE)")
 
     def resolved_device(self) -> str:
-        from ragalign.models import resolve_device
+        from ragalign.core.models import resolve_device
 
         return resolve_device(self.device)
 
@@ -210,7 +210,7 @@ def validate(raw: dict[str, Any]) -> Params:
         params = Params.model_validate(raw or {})
     except ValidationError as err:
         raise ParamsError(_format(err)) from None
-    from ragalign.models import (
+    from ragalign.core.models import (
         ModelNotFoundError,
         check_model_name,  # local: models imports torch lazily
     )
@@ -242,7 +242,7 @@ def load(path: str | Path = "params.yaml") -> Params:
 
 def from_namespace(namespace: dict[str, Any]) -> Params:
     """Validate the sections papermill injected into a notebook's globals, and choose the device."""
-    from ragalign.models import use_device
+    from ragalign.core.models import use_device
 
     raw = {name: namespace[name] for name in Params.model_fields if isinstance(namespace.get(name), dict)}
     params = validate(raw)
@@ -253,7 +253,7 @@ def from_namespace(namespace: dict[str, Any]) -> Params:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] != "check" or len(argv) > 2:
-        print("usage: python -m ragalign.params check [PATH]", file=sys.stderr)
+        print("usage: python -m ragalign.core.params check [PATH]", file=sys.stderr)
         return 2
     path = argv[1] if len(argv) == 2 else "params.yaml"
     try:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ragalign import artifacts
+from ragalign.core import artifacts
 
 DEFAULT_PATHS = {
     "hotpotqa": "data/hotpotqa/hotpot_dev_distractor.jsonl",

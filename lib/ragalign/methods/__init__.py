@@ -1,0 +1,1 @@
+"""The alignment methods the study compares: GainRAG (gain), RADIO (rationale), FiGRet (figret)."""
