@@ -21,24 +21,14 @@ models: dict = {}
 # %%
 from IPython.display import Markdown
 
-from ragalign.core import artifacts, params
-from ragalign.core.data import read_benchmark, split_questions
+from ragalign.core import params
+from ragalign.stages import prepare_data as stage
 
 P = params.from_namespace(globals())
-questions, passages = read_benchmark(P.data.dataset, P.data.path)
-sample = split_questions(questions, P.data.n_train, P.data.n_test, P.data.seed)
+r = stage.run(P)
+stats = r.stats
 
 # %% tags=["findings"]
-gold_per_q = sample.gold_pids.map(len)
-stats = {
-    "dataset": P.data.dataset,
-    "questions_available": len(questions),
-    "passages": len(passages),
-    "train": int((sample.split == "train").sum()),
-    "test": int((sample.split == "test").sum()),
-    "gold_passages_per_question": round(float(gold_per_q.mean()), 3),
-    "mean_passage_words": round(float(passages.text.str.split().map(len).mean()), 1),
-}
 Markdown(
     f"**{P.data.dataset}**: {stats['questions_available']:,} questions and a corpus of {stats['passages']:,} "
     f"passages (mean {stats['mean_passage_words']} words). The study samples {stats['train']} train and "
@@ -47,9 +37,4 @@ Markdown(
 )
 
 # %%
-sample.head(5)[["qid", "split", "question", "answers", "gold_pids"]]
-
-# %%
-artifacts.QUESTIONS.write(sample)
-artifacts.PASSAGES.write(passages)
-artifacts.DATA_METRICS.write(stats)
+r.questions.head(5)[["qid", "split", "question", "answers", "gold_pids"]]

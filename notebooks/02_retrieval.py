@@ -25,49 +25,19 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown
 
-from ragalign.core import artifacts, params, plots
-from ragalign.core.data import load_passages, load_questions
-from ragalign.core.retrieval import (
-    DenseEncoder,
-    bm25_search,
-    corpus_strings,
-    dense_search,
-    retrieval_quality,
-    to_ranking,
-)
-from ragalign.core.seed import seed_everything
+from ragalign.core import params, plots
+from ragalign.stages import retrieval as stage
 
 P = params.from_namespace(globals())
-seed_everything(P.data.seed)
 plots.setup()
-questions, passages = load_questions(), load_passages()
-if P.retrieval.k > len(passages):
-    raise params.ParamsError(f"retrieval.k={P.retrieval.k} exceeds the corpus size ({len(passages)} passages)")
-corpus = corpus_strings(passages)
+r = stage.run(P)
+questions, quality, ks = r.questions, r.quality, r.ks
 
 # %%
-idx, scores = bm25_search(corpus, questions.question.tolist(), P.retrieval.k)
-bm25 = to_ranking(questions.qid, idx, scores, passages.pid, "bm25")
-
-encoder = DenseEncoder(P.models.encoder, P.retrieval.max_length, autocast=P.retrieval.bf16_autocast)
-passage_emb = encoder.embed(corpus, P.retrieval.encode_batch_size, desc="embed corpus")
-query_emb = encoder.embed(questions.question.tolist(), P.retrieval.encode_batch_size)
-idx, scores = dense_search(passage_emb, query_emb, P.retrieval.k)
-dense = to_ranking(questions.qid, idx, scores, passages.pid, "dense")
+pd.DataFrame({(s, m): v for s, d in quality.items() for m, v in d.items()}).T
 
 # %%
-ks = sorted({1, 2, 5, 10, P.retrieval.k} & set(range(1, P.retrieval.k + 1)))
-quality = {
-    split: {name: retrieval_quality(r, questions[questions.split == split], ks) for name, r in (("bm25", bm25), ("dense", dense))}
-    for split in ("train", "test")
-}
-table = pd.DataFrame({(s, m): v for s, d in quality.items() for m, v in d.items()}).T
-table
-
-# %%
-curve = pd.DataFrame(
-    [{"method": m, "k": k, "recall": quality["test"][m][f"recall@{k}"]} for m in ("bm25", "dense") for k in ks]
-)
+curve = pd.DataFrame([{"method": m, "k": k, "recall": quality["test"][m][f"recall@{k}"]} for m in ("bm25", "dense") for k in ks])
 fig, ax = plt.subplots(figsize=(6, 4))
 sns.lineplot(curve, x="k", y="recall", hue="method", marker="o", ax=ax)
 ax.set(xscale="log", xticks=ks, xticklabels=ks, ylim=(0, 1), ylabel="recall of gold passages", title="Gold recall@k on the test split")
@@ -81,9 +51,3 @@ Markdown(
     f"in its top 5 and dense retrieval {t['dense']['recall@5']:.0%} (MRR {t['bm25']['mrr']:.2f} vs {t['dense']['mrr']:.2f}); "
     f"at k={P.retrieval.k} recall is {t['bm25'][f'recall@{P.retrieval.k}']:.0%} vs {t['dense'][f'recall@{P.retrieval.k}']:.0%}."
 )
-
-# %%
-artifacts.BM25.write(bm25)
-artifacts.DENSE.write(dense)
-artifacts.PASSAGE_EMB.write(passage_emb)
-artifacts.RETRIEVAL_METRICS.write(quality)

@@ -30,68 +30,37 @@ rag: dict = {}
 training: dict = {}
 
 # %%
-import matplotlib.pyplot as plt
 import pandas as pd
-import seaborn as sns
 from IPython.display import Markdown
 
-from ragalign.core import artifacts, params, plots
-from ragalign.core.data import load_passages, load_questions
-from ragalign.core.lm import LM
-from ragalign.core.metrics import format_difference, paired_difference
-from ragalign.core.rag import PassageStore, answer_questions, build_cost, em_f1_table, summarise
-from ragalign.core.rerank import relevance_groups, rerank, train_reranker
-from ragalign.core.retrieval import corpus_strings, retrieval_quality, top_pids
-from ragalign.core.seed import seed_everything
-from ragalign.core.validity import describe_failures, difference_gate, loss_gate, ranker_gate
+from ragalign.core import params, plots
+from ragalign.core.metrics import format_difference
+from ragalign.core.rag import em_f1_table
+from ragalign.core.validity import describe_failures
+from ragalign.stages import rag_baselines as stage
 
 P = params.from_namespace(globals())
-seed_everything(P.training.seed)
 plots.setup()
-questions, passages = load_questions(), load_passages()
-train, test = questions[questions.split == "train"], questions[questions.split == "test"]
-passage_text = dict(zip(passages.pid, corpus_strings(passages), strict=True))
-dense = artifacts.DENSE.read()
-bm25 = artifacts.BM25.read()
-dense_candidates = top_pids(dense)
+r = stage.run(P)
+test, summary, differences, rank_quality, validity = r.test, r.summary, r.differences, r.rank_quality, r.validity
 
 # %% [markdown]
 # ## The relevance reranker
 # Each train question gives one group: its gold passages (sharing the target mass) and hard
 # negatives sampled from its dense candidates. A held-out share of the train questions
-# (`training.val_fraction`) picks the best epoch.
+# (`training.val_fraction`) picks the best epoch. Below, its training curve, then the ranking
+# quality of the test candidates: BM25, dense, and the reranker that starts from dense.
 
 # %%
-groups = relevance_groups(train, dense_candidates, passage_text, P.training.group_size, P.training.seed)
-reranker, curve = train_reranker(P.models.encoder, groups, P.training, desc="relevance reranker", prior_max_length=P.retrieval.max_length)
-plots.training_curve(curve, "Relevance reranker: listwise KL loss", "KL(target ‖ softmax(scores))", "figures/baselines_reranker_curve.png")
+_ = plots.training_curve(r.curve, "Relevance reranker: listwise KL loss", "KL(target ‖ softmax(scores))", "figures/baselines_reranker_curve.png")
 
 # %%
-reranked = rerank(reranker, test, dense_candidates, passage_text, "reranker", desc="rerank", priors=dense)
-ks = [1, 2, P.rag.top_k]
-rank_quality = pd.DataFrame(
-    {name: retrieval_quality(r, test, ks) for name, r in (("bm25", bm25), ("dense", dense), ("reranker", reranked))}
-).T
-kept = loss_gate(curve)
 rank_quality
 
 # %% [markdown]
 # ## Answers on the test split
 
 # %%
-lm = LM.from_params(P.models)
-store = PassageStore(passages, lm, P.rag.max_passage_tokens)
-contexts = {
-    "no_retrieval": {},
-    "oracle": dict(zip(test.qid, test.gold_pids, strict=True)),
-    "bm25": top_pids(bm25, P.rag.top_k),
-    "dense": top_pids(dense, P.rag.top_k),
-    "reranker": top_pids(reranked, P.rag.top_k),
-}
-answers = pd.concat(
-    [answer_questions(lm, test, ctx, store, name, P.rag.max_new_tokens) for name, ctx in contexts.items()], ignore_index=True
-)
-summary = summarise(answers, P.rag.n_bootstrap, seed=P.data.seed)
 em_f1_table(summary)
 
 # %% [markdown]
@@ -100,33 +69,14 @@ em_f1_table(summary)
 # this many questions detect (two-sided 5% test, 80% power).
 
 # %%
-def by(variant: str) -> pd.DataFrame:
-    return answers[answers.variant == variant]
-
-
-differences = {
-    f"{a} - {b}": paired_difference(by(a), by(b), "gold_logprob", P.rag.n_bootstrap, P.data.seed)
-    for a, b in (("oracle", "no_retrieval"), ("dense", "no_retrieval"), ("bm25", "no_retrieval"), ("reranker", "dense"))
-}
-validity = {
-    "oracle_vs_no_retrieval": difference_gate(differences["oracle - no_retrieval"]),
-    "dense_vs_no_retrieval": difference_gate(differences["dense - no_retrieval"]),
-    "reranker_vs_dense_ranking": ranker_gate(reranked, dense, test),
-    "reranker_heldout_loss": kept,
-}
 pd.DataFrame(differences).T
 
 # %%
 long = pd.DataFrame([{"variant": v, "metric": m.upper(), **s[m]} for v, s in summary.items() for m in ("em", "f1")])
-fig, ax = plt.subplots(figsize=(7, 3.8))
-sns.barplot(long, x="variant", y="mean", hue="metric", ax=ax)
-for bar, (_, row) in zip(ax.patches, long.sort_values(["metric"], kind="stable").iterrows(), strict=False):
-    ax.errorbar(bar.get_x() + bar.get_width() / 2, row["mean"], yerr=[[row["mean"] - row["lo"]], [row["hi"] - row["mean"]]], color="black", capsize=3, lw=1)
-ax.set(title=f"RAG baselines on {len(test)} test questions (95% bootstrap CI)", xlabel="", ylabel="score")
-plots.save(fig, "figures/baselines_em_f1.png")
+_ = plots.interval_bars(long, f"RAG baselines on {len(test)} test questions (95% bootstrap CI)", "figures/baselines_em_f1.png")
 
 # %%
-examples = answers[answers.variant.isin(["oracle", "reranker"])].merge(test[["qid", "question", "answers"]], on="qid").head(8)
+examples = r.answers[r.answers.variant.isin(["oracle", "reranker"])].merge(test[["qid", "question", "answers"]], on="qid").head(8)
 examples[["variant", "question", "answers", "answer", "f1"]]
 
 # %% tags=["findings"]
@@ -137,32 +87,16 @@ def moves(name: str, new: float, old: float) -> str:
 
 
 lp = {v: summary[v]["gold_logprob"]["mean"] for v in summary}
+kept = validity["reranker_heldout_loss"]
 Markdown(
     describe_failures(validity, "baselines")
     + f"Gold-answer log-likelihood: {lp['no_retrieval']:.3f} with no passages, {lp['oracle']:.3f} with the gold passages "
     f"(oracle − none {format_difference(differences['oracle - no_retrieval'])}); dense top-{P.rag.top_k} {lp['dense']:.3f} "
     f"(dense − none {format_difference(differences['dense - no_retrieval'])}). F1 moves less: {summary['no_retrieval']['f1']['mean']:.3f} "
     f"without passages, {summary['oracle']['f1']['mean']:.3f} with the gold ones, {summary['dense']['f1']['mean']:.3f} with dense. "
-    f"The relevance reranker, trained on {len(groups)} train questions, "
+    f"The relevance reranker, trained on {r.n_groups} train questions, "
     f"{moves('MRR of gold passages', rank_quality.loc['reranker', 'mrr'], rank_quality.loc['dense', 'mrr'])} (dense is its start) and "
     f"{moves('recall@1', rank_quality.loc['reranker', 'recall@1'], rank_quality.loc['dense', 'recall@1'])}; "
     + ("training never lowered its held-out loss, so it kept its start: the dense ranking. " if kept["kept_step"] == 0 else f"it kept the weights of step {kept['kept_step']} (held-out loss {kept['start']} → {kept['best']}). ")
     + f"Its answers' gold log-likelihood minus dense top-{P.rag.top_k}: {format_difference(differences['reranker - dense'])}."
-)
-
-# %%
-reranker.save(artifacts.RELEVANCE_RERANKER.path)
-artifacts.RERANKER_CURVE.write(curve[curve.split == "train"][["step", "loss"]].to_csv(index=False, float_format="%.6g"))
-artifacts.RERANKER_RANKINGS.write(reranked)
-artifacts.BASELINE_ANSWERS.write(answers)
-artifacts.BASELINE_METRICS.write(
-    {
-        **summary,
-        "ranking_quality": rank_quality.to_dict(orient="index"),
-        "reranker_training": {"groups": len(groups), "train_questions": int(len(train)), "final_val_loss": round(float(curve[curve.split == "val"].loss.iloc[-1]), 4)},
-        "paired_gold_logprob": differences,
-        "validity": validity,
-        "build_cost": {v: build_cost() for v in contexts},  # no generator call builds a baseline
-        "cost": {"llm_evaluations": lm.evaluations, "llm_forward_tokens": lm.forward_tokens},
-    },
 )

@@ -44,23 +44,22 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown
 
-from ragalign.audit import alignment, attribution, games, variants
-from ragalign.audit.coalitions import prefix_token_logprobs
-from ragalign.core import artifacts, params, plots
-from ragalign.core.data import load_passages, load_questions
-from ragalign.core.lm import LM
-from ragalign.core.rag import PassageStore
-from ragalign.core.retrieval import passage_string
-from ragalign.core.seed import seed_everything
-from ragalign.methods import gain
+from ragalign.audit import variants
+from ragalign.core import params, plots
+from ragalign.stages import rag_e_audit as stage
 
 P = params.from_namespace(globals())
 E = P.rag_e
-seed_everything(E.seed)
 plots.setup()
-questions, passages = load_questions(), load_passages()
-test = questions[questions.split == "test"].head(E.n_questions).reset_index(drop=True)
+r = stage.run(P)
+test, audited, tops, summary, paired, utility, gain_link, ig, ig_table = r.test, r.audited, r.tops, r.summary, r.paired, r.utility, r.gain_link, r.ig, r.ig_table
+p_mid = stage.mid_p(E.warg_p)
 qtext = dict(zip(test.qid, test.question, strict=True))
+
+
+def fmt(ci: dict) -> str:
+    return f"{ci['mean']:.2f} [{ci['lo']:.2f}, {ci['hi']:.2f}]"
+
 
 # %% [markdown]
 # ## The variants
@@ -69,82 +68,39 @@ qtext = dict(zip(test.qid, test.question, strict=True))
 # rankings (or model) is listed here as missing, never dropped silently.
 
 # %%
-status = variants.check()
-audited = [v for v in variants.VARIANTS if status.set_index("variant").loc[v.name, "available"]]
-missing = status[~status.available]
-if not audited:
-    raise FileNotFoundError(f"no variant has its rankings yet: {status.missing.tolist()}")
-status
+r.status
 
 # %%
+missing = r.status[~r.status.available]
 Markdown(
     "All six variants are available."
     if missing.empty
-    else f"**Not audited ({len(missing)} of {len(status)}):** "
-    + "; ".join(f"`{r.variant}` (stage {r.stage} has not produced {r.missing})" for r in missing.itertuples())
+    else f"**Not audited ({len(missing)} of {len(r.status)}):** "
+    + "; ".join(f"`{m.variant}` (stage {m.stage} has not produced {m.missing})" for m in missing.itertuples())
 )
-
-# %%
-lm = LM.from_params(P.models)
-store = PassageStore(passages, lm, P.rag.max_passage_tokens)
-raw_text = {p.pid: passage_string(p.title, p.text) for p in passages.itertuples()}
-pseudo = {}
-if any(v.name == "gainrag" for v in audited):
-    pseudo = gain.pseudo_texts(artifacts.PSEUDO.read())
-
-
-def gen_text(pid: str) -> str:
-    """Passage text as the generator sees it (pseudo-passages from GainRAG's pseudo.parquet)."""
-    return lm.truncate(pseudo[pid], P.rag.max_passage_tokens) if gain.is_pseudo(pid) else store[pid]
-
-
-def ret_text(pid: str) -> str:
-    return pseudo[pid] if gain.is_pseudo(pid) else raw_text[pid]
-
-
-context_k = {"gainrag": P.selector.top_k, "radio": P.radio.top_k}
-tops = {v.name: variants.top_k(v, test.qid.tolist(), context_k.get(v.name, P.rag.top_k)) for v in audited}
 
 # %% [markdown]
 # ## Generator attribution
 #
-# First the answer each variant's generator gives with its documents (the same greedy decoding as
-# the answering stages, so these replies come from the shared LLM cache), then both values of every
-# planned coalition of every game, over a prefix tree, in one cached call.
+# First the answer each variant's generator gives with its documents (the answering stages' own
+# cached call, so no new decoding), then both values of every planned coalition of every game, over
+# a prefix tree, in one cached call.
 
 # %%
-games = games.build_games(lm, test, tops, gen_text, P.rag.max_new_tokens, E.shuffled_questions, E.seed)
-control = {g.qid for g in games if g.order == "shuffled"}
-plans = games.plans_for([g.k for g in games], E.max_exact_subsets, E.mc_evaluations, E.estimator, E.seed)
-evals_before = lm.evaluations
-values = games.game_values(games, {k: masks for k, (_, _, masks) in plans.items()}, lambda ps, ans: prefix_token_logprobs(lm, ps, ans, desc="coalitions"), E.value)
-rows = games.shapley_rows(games, values, {k: (m, plan) for k, (m, plan, _) in plans.items()}, E.seed)
-n_unique = len({games.subset_prompt(g, m) for g in games for m in plans[g.k][2]})
 Markdown(
-    f"{len(games)} games ({len(audited)} variants × {len(test)} questions, plus the shuffled control on {len(control)} of them); "
-    + ", ".join(f"{m} Shapley over {len(masks)} coalitions for {k}-document games" for k, (m, _, masks) in plans.items())
-    + f": {n_unique} distinct coalition prompts, each scored once for every answer asked of it "
-    f"({lm.evaluations - evals_before} (prompt, answer) evaluations requested, cache hits included)."
+    f"{r.n_games} games ({len(audited)} variants × {len(test)} questions, plus the shuffled control on {r.n_shuffled_questions} of them); "
+    + ", ".join(f"{m} Shapley over {len(masks)} coalitions for {k}-document games" for k, (m, _, masks) in r.plans.items())
+    + f": {r.n_distinct_prompts} distinct coalition prompts, each scored once for every answer asked of it "
+    f"({r.evaluations} (prompt, answer) evaluations requested, cache hits included)."
 )
 
 # %%
-align, summary = games.alignment_table(rows, tops, E.warg_p, P.rag.n_bootstrap, E.seed)
-p_mid = E.warg_p[len(E.warg_p) // 2]
-paired = games.paired_vs(align, "dense", ["wasted", "noise", f"warg_ext@{p_mid:g}"], P.rag.n_bootstrap, E.seed) if not align.empty else {}
-utility = games.utility_summary(rows, {q: test.set_index("qid").gold_pids[q] for q in test.qid}, P.rag.n_bootstrap, E.seed)
-gain_link = games.gain_vs_shapley(rows[rows.order == "original"])
-
-
-def fmt(ci: dict) -> str:
-    return f"{ci['mean']:.2f} [{ci['lo']:.2f}, {ci['hi']:.2f}]"
-
-
-table = pd.DataFrame(
+pd.DataFrame(
     [
         {
             "variant": v,
             "order": order,
-            "questions": len(align[(align.variant == v) & (align.order == order)]),
+            "questions": len(r.align[(r.align.variant == v) & (r.align.order == order)]),
             f"WARG@{p_mid:g}": fmt(s[f"warg_truncated@{p_mid:g}"]),
             f"WARG_ext@{p_mid:g}": fmt(s[f"warg_ext@{p_mid:g}"]),
             "wasted retrieval": fmt(s["wasted"]),
@@ -154,7 +110,6 @@ table = pd.DataFrame(
         for (v, order), s in summary.items()
     ]
 )
-table
 
 # %% [markdown]
 # Paired over the same questions: each variant minus dense retrieval (failure rates and
@@ -178,7 +133,7 @@ pd.DataFrame(
 ).T
 
 # %%
-multi = rows[(rows.order == "original") & (rows.k >= 3)]
+multi = r.rows[(r.rows.order == "original") & (r.rows.k >= 3)]
 if not multi.empty:
     pairs = pd.DataFrame({"single-document gain": np.concatenate(multi.utility_single.to_numpy()), "Shapley value in context": np.concatenate(multi.utility_shapley.to_numpy())})
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
@@ -195,17 +150,7 @@ if not multi.empty:
 # generator rank *j* (columns), documents in the original order. A diagonal means alignment.
 
 # %%
-ranked = [v for v in audited if len(next(iter(tops[v.name].values()))) >= 2]
-n = len(ranked)
-fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.2), squeeze=False)
-for ax, v in zip(axes[0], ranked, strict=True):
-    df = align[(align.variant == v.name) & (align.order == "original")]
-    kv = len(tops[v.name][df.qid.iloc[0]])
-    m = alignment.rank_confusion([(tops[v.name][q], g) for q, g in zip(df.qid, df.gen, strict=True)], kv)
-    sns.heatmap(m, vmin=0, vmax=1, cmap="viridis", annot=True, fmt=".2f", cbar=False, ax=ax, annot_kws={"size": 7},
-                xticklabels=range(1, kv + 1), yticklabels=range(1, kv + 1))
-    ax.set(title=v.name, xlabel="generator rank", ylabel="retriever rank" if v is ranked[0] else "")
-plots.save(fig, "figures/rag_e_rank_heatmaps.png")
+_ = plots.rank_heatmaps({v: m for v, m in r.confusion.items() if len(m) >= 2}, "figures/rag_e_rank_heatmaps.png")
 
 # %% [markdown]
 # ## WARG as a function of p
@@ -223,15 +168,12 @@ curve = pd.DataFrame(
         for form in ("truncated", "ext")
     ]
 )
-fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-for ax, order in zip(axes, ("original", "shuffled"), strict=True):
-    df = curve[curve.order == order]
-    sns.lineplot(df, x="p", y="WARG", hue="variant", style="form", style_order=["truncated", "ext"], marker="o", ax=ax)
+g = sns.relplot(curve, x="p", y="WARG", hue="variant", style="form", style_order=["truncated", "ext"], col="order", col_order=["original", "shuffled"],
+                kind="line", marker="o", height=4, aspect=1.2, facet_kws={"ylim": (0, 1)})
+for ax in g.axes.flat:
     ax.plot(E.warg_p, [p**P.rag.top_k for p in E.warg_p], color="grey", ls=":", label=f"floor p^{P.rag.top_k}")
-    ax.set(title=f"documents in {order} order", ylim=(0, 1))
-axes[1].legend(loc="center left", bbox_to_anchor=(1, 0.5), fontsize=8)
-axes[0].get_legend().remove()
-plots.save(fig, "figures/rag_e_warg.png")
+g.set_titles("documents in {col_name} order")
+plots.save(g.figure, "figures/rag_e_warg.png")
 
 # %% [markdown]
 # ## Retriever attribution: Integrated Gradients
@@ -243,30 +185,16 @@ plots.save(fig, "figures/rag_e_warg.png")
 # embeddings, so it gets no IG.
 
 # %%
-ig = {}
-for v in audited:
-    if not v.differentiable or E.ig_questions == 0:
-        continue
-    length = P.retrieval.max_length if v.kind == "bi-encoder" else P.training.max_length
-    explain = attribution.retriever_explainer(v.kind, v.model, P.models.encoder, length, E.ig_steps, E.ig_baseline)
-    for q in test.qid.tolist()[: E.ig_questions]:
-        ig[(v.name, q)] = explain(qtext[q], ret_text(tops[v.name][q][0]))
-ig_table = attribution.ig_summary(ig)
 ig_table.round(4) if not ig_table.empty else Markdown("No differentiable variant available.")
 
 # %%
-def clean_tokens(tokens, attr, special=("[CLS]", "[SEP]", "[PAD]")):
-    return [(t, a) for t, a in zip(tokens, attr, strict=True) if t not in special]
-
-
 ig_variants = sorted({v for v, _ in ig}, key=[x.name for x in variants.VARIANTS].index)
 if ig_variants:
     q0 = test.qid.iloc[0]
     fig, axes = plt.subplots(len(ig_variants), 2, figsize=(13, 2.6 * len(ig_variants)), squeeze=False, gridspec_kw={"width_ratios": [1, 1.6]})
     for row, v in zip(axes, ig_variants, strict=True):
         t = ig[(v, q0)]
-        qt = clean_tokens(t.query_tokens, t.query_attr)
-        dt = sorted(clean_tokens(t.doc_tokens, t.doc_attr), key=lambda x: -abs(x[1]))[:15]
+        qt, dt = t.content_tokens("query"), sorted(t.content_tokens("doc"), key=lambda x: -abs(x[1]))[:15]
         for ax, toks, title in ((row[0], qt, f"{v}: query tokens"), (row[1], dt, f"{v}: top-15 document tokens by |IG|")):
             ax.bar(range(len(toks)), [a for _, a in toks], color=["tab:blue" if a >= 0 else "tab:red" for _, a in toks])
             ax.set_xticks(range(len(toks)), [w for w, _ in toks], rotation=60, ha="right", fontsize=8)
@@ -278,23 +206,20 @@ if ig_variants:
 # ## The audit table
 #
 # WARG and failure rates (support values, original order) next to each variant's gold-answer
-# log-likelihood with all its documents (utility) and the EM/F1 its own stage reported.
+# log-likelihood with all its documents (utility) and the EM/F1 of its answers.
 
 # %%
-quality = {v.name: variants.answer_quality(v, P.rag.n_bootstrap, P.data.seed) for v in audited}
-
-
 def mean_of(v: str, order: str, key: str) -> float | None:
     return summary[(v, order)][key]["mean"] if (v, order) in summary else None
 
 
-headline = pd.DataFrame(
+pd.DataFrame(
     [
         {
             "variant": v.name,
             "documents": utility[v.name]["k"],
             "gold log-prob (all documents)": utility[v.name]["utility_full"]["mean"],
-            "F1": (quality[v.name] or {}).get("f1"),
+            "F1": (r.quality[v.name] or {}).get("f1"),
             f"WARG@{p_mid:g}": mean_of(v.name, "original", f"warg_truncated@{p_mid:g}"),
             f"WARG_ext@{p_mid:g}": mean_of(v.name, "original", f"warg_ext@{p_mid:g}"),
             "wasted": mean_of(v.name, "original", "wasted"),
@@ -305,7 +230,6 @@ headline = pd.DataFrame(
         for v in audited
     ]
 ).set_index("variant")
-headline
 
 # %% tags=["findings"]
 orig = {v: s for (v, order), s in summary.items() if order == "original"}
@@ -333,7 +257,7 @@ Markdown(
     f"95% interval is at most {widest:.2f} wide. Paired with dense retrieval on the same questions, wasted retrieval: "
     + "; ".join(versus_dense(v, "wasted") for v in paired)
     + ". "
-    + (f"With the documents shuffled ({E.shuffled_questions} questions), wasted retrieval averages "
+    + (f"With the documents shuffled ({r.n_shuffled_questions} questions), wasted retrieval averages "
        f"{np.mean([s['wasted']['mean'] for s in shuf.values()]):.0%} against {np.mean([orig[v]['wasted']['mean'] for v in shuf]):.0%} in "
        "retriever order on all questions. " if shuf else "")
     + (f"{', '.join(not_applicable)} show(s) the generator one document: WARG and failure modes do not apply. " if not_applicable else "")
@@ -342,35 +266,3 @@ Markdown(
     + ("gain measured alone largely carries over to combinations. " if gain_link["spearman_per_game"] >= 0.7 else "gain measured alone only partly predicts a document's value in combination. ")
     + f"IG completeness: median relative gap {ig_gap:.3f} over {len(ig_table)} explained pairs."
 )
-
-# %%
-metrics = {
-    "config": {
-        "n_questions": len(test),
-        "shuffled_questions": len(control),
-        "value": E.value,
-        "utility": "mean token log-prob of the gold answer (best over gold answers)",
-        "shapley": {str(k): {"method": m, "coalitions": len(masks)} for k, (m, _, masks) in plans.items()},
-        "answer_scored": "cleaned",
-    },
-    "missing_variants": {r.variant: r.missing for r in missing.itertuples()},
-    "gain_vs_shapley": gain_link,
-    "variants": {
-        v.name: {
-            "kind": v.kind,
-            "documents": utility[v.name]["k"],
-            "answer_quality": quality[v.name],
-            "utility": utility[v.name],
-            "original": alignment.metrics_block(summary[(v.name, "original")], E.warg_p) if (v.name, "original") in summary else None,
-            "shuffled": alignment.metrics_block(summary[(v.name, "shuffled")], E.warg_p) if (v.name, "shuffled") in summary else None,
-            "paired_vs_dense": paired.get(v.name),
-            "ig": None if not v.differentiable else (
-                {"n": int((ig_table.variant == v.name).sum()), "mean_relative_gap": round(float(ig_table[ig_table.variant == v.name]["relative gap"].mean()), 4)}
-                if not ig_table.empty and (ig_table.variant == v.name).any() else None
-            ),
-        }
-        for v in audited
-    },
-}
-artifacts.AUDIT_METRICS.write(metrics)
-artifacts.AUDIT_GAMES.write(rows)

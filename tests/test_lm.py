@@ -100,9 +100,13 @@ def test_bf16_greedy_answers_are_batch_invariant(smol_lm):
     assert [smol_lm._generate([p], 8)[0] for p in RAG_PROMPTS[:3]] == batched
 
 
-def test_answer_shares_one_prefill_and_matches_the_two_pass_way(tiny_lm):
+@pytest.mark.parametrize("shared_prefill", [True, False])
+def test_answer_matches_the_two_pass_way(tiny_lm, monkeypatch, shared_prefill):
     """LM.answer: the greedy reply that decoding alone gives, and the gold answers' token log-probs
-    that scoring gives (float32: within 1e-5), from one forward of the prompt; cached."""
+    that scoring gives (float32: within 1e-5), from one forward of the prompt (long prompts) or
+    grouped decoding (short ones); cached."""
+    if shared_prefill:  # treat these short prompts as long ones
+        monkeypatch.setattr(tiny_lm, "decode_rows", lambda n_tokens: 1)
     golds = [["France", "Paris"], ["753 BC"], ["Hello"]]
     out = tiny_lm.answer(PROMPTS, golds, 6)
     for (reply, scores), prompt, gs in zip(out, PROMPTS, golds, strict=True):

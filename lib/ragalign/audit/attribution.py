@@ -180,6 +180,9 @@ def baseline_ids(ids: torch.Tensor, tokenizer, baseline: str) -> torch.Tensor:
     return torch.where(special, ids, torch.full_like(ids, fill))
 
 
+SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[PAD]")  # MiniLM's: no attribution worth showing
+
+
 @dataclass
 class TokenAttribution:
     """IG attributions of one (query, document) score; ``gap`` = sum(attr) - (score - baseline_score)."""
@@ -202,6 +205,11 @@ class TokenAttribution:
     @property
     def relative_gap(self) -> float:
         return abs(self.gap) / max(abs(self.score - self.baseline_score), 1e-12)
+
+    def content_tokens(self, side: str) -> list[tuple[str, float]]:
+        """(token, attribution) pairs of the ``query`` or the ``doc`` side, special tokens left out."""
+        tokens, attr = (self.query_tokens, self.query_attr) if side == "query" else (self.doc_tokens, self.doc_attr)
+        return [(t, float(a)) for t, a in zip(tokens, attr, strict=True) if t not in SPECIAL_TOKENS]
 
     @property
     def query_share(self) -> float:

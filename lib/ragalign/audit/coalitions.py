@@ -8,12 +8,13 @@ prompt's own tokens only (:class:`Segmentation`):
 - the chat-template header (everything before the user message), when the prompt starts with it;
 - then a cut right after every occurrence of the passage separator (``rag.build_prompt`` ends each
   passage with ``"\\n\\n"``; inside SmolLM2's chat template that is the two tokens ``198, 198``);
-- the last segment (question, instruction, assistant header) is never forwarded on its own: it is
-  folded into each answer's forward.
+- the last segment (question, instruction, assistant header) is forwarded once per prompt, on top of
+  the prompt's node; its last position predicts every answer's first token.
 
 The segments form a trie (a node is a run of whole leading segments, an edge is one segment) that is
-walked depth first: each edge is one forward, on top of its parent's cache, and each (prompt, answer)
-is one forward of the last segment and the answer (but its last token) on top of the prompt's node.
+walked depth first: each edge is one forward, on top of its parent's cache; each prompt is one forward
+of its last segment on top of its node, and each of its answers one forward of all but the answer's
+last token on top of that.
 So the computation of a (prompt, answer) is the same sequence of forwards, on the same inputs,
 whatever else is scored with it: values are **batch invariant** (bit-identical scored alone or with
 the other coalitions of the game), like every value of :class:`LM`, and sharing happens exactly where
@@ -130,9 +131,10 @@ class PrefixScorer:
     """One depth-first walk over the segment trie of prompts and their answers.
 
     Every forward is one sequence, unpadded, like :meth:`LM.answer_hidden` (padded batches are not
-    batch invariant): each leading segment once, on top of its parent's cache, then one forward per
-    (prompt, answer): the prompt's last segment and the answer but its last token, on top of the
-    prompt's node. Multiple answers of a prompt share its leading segments, not its last one.
+    batch invariant): each leading segment once, on top of its parent's cache; each prompt's last
+    segment once, on top of its node; then one forward per answer of more than one token (all but its
+    last token) on top of the last segment. The answers of a prompt (the generator's own and the gold
+    ones) share the whole prompt; a value never depends on which other answers were asked.
     """
 
     def __init__(
@@ -168,9 +170,14 @@ class PrefixScorer:
     def _visit(self, node: Node, state: State | None) -> None:
         for s in node.ends:
             tail = self.tails[s]
+            tail_hidden, tail_state = self._forward(state, node.end, tail)  # once, for all the prompt's answers
+            first = tail_hidden[-1:]  # predicts every answer's first token
             for j, answer in enumerate(self.answers[s]):
-                hidden, _ = self._forward(state, node.end, tail + answer[:-1])
-                self._score(s, j, hidden[len(tail) - 1 : len(tail) - 1 + len(answer)])
+                if len(answer) == 1:
+                    self._score(s, j, first)
+                    continue
+                rest, _ = self._forward(tail_state, node.end + len(tail), answer[:-1])
+                self._score(s, j, torch.cat([first, rest]))
         for child in node.children.values():
             _, child_state = self._forward(state, node.end, list(child.segment))
             self._visit(child, child_state)  # its subtree's caches go when it is done
@@ -236,7 +243,7 @@ def prefix_token_logprobs(
     flat = [(p, str(a)) for p, ans in zip(prompts, answers, strict=True) for a in ans]
     lm.count([p for p, _ in flat], [a for _, a in flat])
     order = sorted(range(len(flat)), key=lambda i: flat[i])
-    tag = (segmentation.header, segmentation.separator)
+    tag = (segmentation.header, segmentation.separator, "last segment once, then each answer")
     keys = [make_key(KEY_NAMESPACE, *lm.signature, tag, *flat[i]) for i in order]
     missing = len(set(keys) - set(lm.cache.get_many(keys))) if lm.show_progress and desc else None
     bar = tqdm(total=missing, desc=desc, disable=not (lm.show_progress and desc), mininterval=5)

@@ -219,29 +219,47 @@ class LM:
             token = int(self.model.lm_head(hidden[0, -1:]).float()[0].argmax())
         return self.tokenizer.decode(reply, skip_special_tokens=True).strip(), scores
 
+    def _answer_chunk(self, chunk: Sequence[tuple[str, Sequence[str]]], max_new_tokens: int) -> list[tuple[str, list[list[float]]]]:
+        """Long prompts: one shared prefill each (:meth:`_answer_one`). Short prompts (``decode_rows`` > 1,
+        e.g. no retrieval): their replies decode in full same-length groups, which costs about one
+        prompt's steps for ``DECODE_ROWS`` replies, and their gold answers are scored alone."""
+        short = [i for i, (p, _) in enumerate(chunk) if self.decode_rows(len(self.prompt_ids(p))) > 1]
+        out: list = [None] * len(chunk)
+        if short:
+            replies = self._generate([chunk[i][0] for i in short], max_new_tokens)
+            flat = [(i, g) for i in short for g in chunk[i][1]]
+            scores = self._token_logprobs([chunk[i][0] for i, _ in flat], [g for _, g in flat])
+            for i, reply in zip(short, replies, strict=True):
+                out[i] = (reply, [s for (j, _), s in zip(flat, scores, strict=True) if j == i])
+        for i, (prompt, golds) in enumerate(chunk):
+            if out[i] is None:
+                out[i] = self._answer_one(prompt, golds, max_new_tokens)
+        return out
+
     def answer(
         self, prompts: Sequence[str], golds: Sequence[Sequence[str]], max_new_tokens: int, desc: str | None = None
     ) -> list[tuple[str, list[list[float]]]]:
         """Per prompt: (greedy reply, token log-probs of each gold answer), from one shared prefill; cached on disk.
 
-        The RAG answering path: the prompt is forwarded once, instead of once to decode and once
-        per gold answer to score. Each prompt goes alone (batch invariant, like every value here).
-        Replies are what :meth:`generate` gives alone with a dynamic cache; gold scores are
+        The RAG answering path: a long prompt is forwarded once, instead of once to decode and once
+        per gold answer to score; each goes alone (batch invariant, like every value here). Its
+        reply is what :meth:`generate` gives alone with a dynamic cache; its gold scores are
         :meth:`token_logprobs` computed in two pieces (prompt, then answer), equal within bf16
         rounding (``bench/results/answering.json`` measures both against the two-pass way).
+        Short prompts (no passages) keep :meth:`generate`'s grouped decoding (see :meth:`_answer_chunk`).
         """
         golds = [[str(g) for g in gs] for gs in golds]
         if len(golds) != len(prompts):
             raise ValueError(f"{len(prompts)} prompts but {len(golds)} gold answer lists")
         self.count(prompts, [g for gs in golds for g in gs], max_new_tokens)
-        keys = [make_key("answer", *self.signature, "greedy-after-shared-prefill", max_new_tokens, p, *gs) for p, gs in zip(prompts, golds, strict=True)]
+        keys = [make_key("answer", *self.signature, "greedy-after-shared-prefill", DECODE_ROWS, SHORT_PROMPT_TOKENS, max_new_tokens, p, *gs) for p, gs in zip(prompts, golds, strict=True)]
         items = list(zip(prompts, golds, strict=True))
 
         missing = len(set(keys) - set(self.cache.get_many(keys)))
         with tqdm(total=missing, desc=desc, disable=not (self.show_progress and desc and missing), mininterval=5) as bar:
 
             def compute(chunk: list) -> list:
-                out = [self._answer_one(p, gs, max_new_tokens) for p, gs in chunk]
+                out = self._answer_chunk(chunk, max_new_tokens)
                 bar.update(len(chunk))
                 return out
 

@@ -12,6 +12,7 @@ if "ipykernel" not in sys.modules:  # scripts and tests: no display; notebooks k
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.container import BarContainer  # noqa: E402
 
 PALETTE = "colorblind"
 
@@ -52,3 +53,46 @@ def training_curve(curve: pd.DataFrame, title: str, ylabel: str, path: str | Pat
     ax.set(title=title, ylabel=ylabel)
     save(fig, path)
     return fig
+
+
+def interval_bars(table: pd.DataFrame, title: str, path: str | Path, order: list[str] | None = None, ylabel: str = "score") -> plt.Figure:
+    """Bars of ``mean`` per ``variant`` and ``metric`` with their 95% intervals (``lo``, ``hi``) as whiskers; saved."""
+    order = order or list(dict.fromkeys(table.variant))
+    fig, ax = plt.subplots(figsize=(max(7, 0.8 * len(order)), 3.8))
+    sns.barplot(table, x="variant", y="mean", hue="metric", order=order, errorbar=None, ax=ax)
+    bars = [c for c in ax.containers if isinstance(c, BarContainer)]
+    for metric, group in zip(table.metric.unique(), bars, strict=True):
+        rows = table[table.metric == metric].set_index("variant").reindex(order)
+        centres = [b.get_x() + b.get_width() / 2 for b in group]
+        ax.errorbar(centres, rows["mean"], yerr=[rows["mean"] - rows["lo"], rows["hi"] - rows["mean"]], fmt="none", color="black", capsize=3, lw=1)
+    ax.set(title=title, xlabel="", ylabel=ylabel)
+    if len(order) > 6:
+        ax.tick_params(axis="x", rotation=30)
+    save(fig, path)
+    return fig
+
+
+def rank_heatmaps(matrices: dict[str, pd.DataFrame], path: str | Path, xlabel: str = "generator rank", ylabel: str = "retriever rank") -> plt.Figure:
+    """One annotated heatmap of rank-against-rank fractions per variant, side by side; saved."""
+    n = len(matrices)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.2), squeeze=False)
+    for i, (ax, (name, m)) in enumerate(zip(axes[0], matrices.items(), strict=True)):
+        k = len(m)
+        sns.heatmap(m, vmin=0, vmax=1, cmap="viridis", annot=True, fmt=".2f", cbar=False, ax=ax, annot_kws={"size": 7},
+                    xticklabels=range(1, k + 1), yticklabels=range(1, k + 1))
+        ax.set(title=name, xlabel=xlabel, ylabel=ylabel if i == 0 else "")
+    save(fig, path)
+    return fig
+
+
+def forest(ax: plt.Axes, labels: list[str], mean, lo, hi, colors) -> None:
+    """A forest plot on ``ax``: one point with its interval per row, top to bottom in ``labels`` order."""
+    for y, (m, low, high, color) in enumerate(zip(mean, lo, hi, colors, strict=True)):
+        ax.errorbar(m, y, xerr=[[m - low], [high - m]], fmt="o", color=color, capsize=3)
+    ax.set(yticks=range(len(labels)), yticklabels=labels)
+
+
+def annotate_points(ax: plt.Axes, table: pd.DataFrame, x: str, y: str) -> None:
+    """Label each point of a scatter plot with its row's index."""
+    for name, row in table.iterrows():
+        ax.annotate(name, (row[x], row[y]), fontsize=7, xytext=(4, 3), textcoords="offset points")

@@ -189,17 +189,6 @@ def gold_agreement(rankings: Mapping[str, pd.DataFrame], questions: pd.DataFrame
     return pd.DataFrame(rows).set_index("ranking")
 
 
-def metric_variants(metrics: Mapping, keep: Sequence[str] | None = None) -> dict[str, dict]:
-    """The top-level ``{em: {mean, lo, hi}, f1: {...}}`` entries of a stage's metrics JSON (only ``keep`` if given)."""
-    out: dict[str, dict] = {}
-    for name, value in metrics.items():
-        if keep is not None and name not in keep:
-            continue
-        if isinstance(value, Mapping) and all(isinstance(value.get(m), Mapping) and "mean" in value[m] for m in ("em", "f1")):
-            out[name] = {m: dict(value[m]) for m in ("em", "f1")} | ({"n": value["n"]} if "n" in value else {})
-    return out
-
-
 def comparison_table(variants: Mapping[str, Mapping]) -> pd.DataFrame:
     """Long table ``variant, metric, mean, lo, hi`` for EM and F1."""
     rows = [

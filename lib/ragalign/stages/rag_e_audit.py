@@ -1,0 +1,156 @@
+"""Stage 08: the RAG-E audit of every variant on the context it passes to the generator:
+Shapley values of its documents (support of the generator's own answer, utility of the gold one),
+WARG and failure modes, the shuffled-order control, and Integrated Gradients of the retrievers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ragalign.audit import alignment, attribution, games, variants
+from ragalign.audit.coalitions import prefix_token_logprobs
+from ragalign.core import artifacts
+from ragalign.core.data import load_passages, load_questions
+from ragalign.core.lm import LM
+from ragalign.core.params import Params
+from ragalign.core.rag import PassageStore
+from ragalign.core.retrieval import passage_string
+from ragalign.core.seed import seed_everything
+from ragalign.methods import gain
+
+
+@dataclass
+class Result:
+    test: pd.DataFrame
+    status: pd.DataFrame  # variant -> available, missing inputs
+    audited: list[variants.Variant]
+    tops: dict  # variant -> qid -> pids shown to the generator
+    n_games: int
+    n_shuffled_questions: int
+    plans: dict  # k -> (method, plan, masks)
+    n_distinct_prompts: int
+    evaluations: int  # (prompt, answer) evaluations requested, cache hits included
+    rows: pd.DataFrame  # one row per game: values and Shapley values
+    align: pd.DataFrame  # one row per (variant, order, question): WARG, failure modes
+    summary: dict  # (variant, order) -> measure -> mean, lo, hi
+    paired: dict  # variant -> measure -> paired difference against dense
+    utility: dict  # variant -> gold-answer utility summary
+    gain_link: dict  # single-document gain vs Shapley value in context
+    confusion: dict  # variant -> rank-against-rank fractions (original order)
+    ig: dict  # (variant, qid) -> TokenAttribution
+    ig_table: pd.DataFrame
+    quality: dict  # variant -> EM/F1 of its answers
+    metrics: dict  # results/metrics/rag_e.json
+
+
+def mid_p(ps: list[float]) -> float:
+    """The WARG persistence the tables report: the middle of ``rag_e.warg_p``."""
+    return ps[len(ps) // 2]
+
+
+def explain_retrievers(audited, test: pd.DataFrame, tops: dict, text_of, P: Params) -> dict:
+    """IG of each differentiable retriever's score for the top document of the first ``rag_e.ig_questions`` questions."""
+    E, out = P.rag_e, {}
+    qtext = dict(zip(test.qid, test.question, strict=True))
+    for v in audited:
+        if not v.differentiable or E.ig_questions == 0:
+            continue
+        length = P.retrieval.max_length if v.kind == "bi-encoder" else P.training.max_length
+        explain = attribution.retriever_explainer(v.kind, v.model.path if v.model else None, P.models.encoder, length, E.ig_steps, E.ig_baseline)
+        for q in test.qid.tolist()[: E.ig_questions]:
+            out[(v.name, q)] = explain(qtext[q], text_of(tops[v.name][q][0]))
+    return out
+
+
+def run(P: Params) -> Result:
+    E = P.rag_e
+    seed_everything(E.seed)
+    questions, passages = load_questions(), load_passages()
+    test = questions[questions.split == "test"].head(E.n_questions).reset_index(drop=True)
+    status = variants.check()
+    audited = [v for v in variants.VARIANTS if status.set_index("variant").loc[v.name, "available"]]
+    if not audited:
+        raise FileNotFoundError(f"no variant has its rankings yet: {status.missing.tolist()}")
+
+    lm = LM.from_params(P.models)
+    store = PassageStore(passages, lm, P.rag.max_passage_tokens)
+    raw_text = {p.pid: passage_string(p.title, p.text) for p in passages.itertuples()}
+    pseudo = gain.pseudo_texts(artifacts.PSEUDO.read()) if any(v.name == "gainrag" for v in audited) else {}
+
+    def gen_text(pid: str) -> str:
+        """A passage as the generator reads it (pseudo-passages as stage 05 passed them)."""
+        return lm.truncate(pseudo[pid], P.rag.max_passage_tokens) if gain.is_pseudo(pid) else store[pid]
+
+    def ret_text(pid: str) -> str:
+        """A passage as the retrievers read it."""
+        return pseudo[pid] if gain.is_pseudo(pid) else raw_text[pid]
+
+    context_k = {"gainrag": P.selector.top_k, "radio": P.radio.top_k}
+    tops = {v.name: variants.top_k(v, test.qid.tolist(), context_k.get(v.name, P.rag.top_k)) for v in audited}
+
+    audit_games = games.build_games(lm, test, tops, gen_text, P.rag.max_new_tokens, E.shuffled_questions, E.seed)
+    plans = games.plans_for([g.k for g in audit_games], E.max_exact_subsets, E.mc_evaluations, E.estimator, E.seed)
+    before = lm.evaluations
+    values = games.game_values(audit_games, {k: masks for k, (_, _, masks) in plans.items()}, lambda ps, ans: prefix_token_logprobs(lm, ps, ans, desc="coalitions"), E.value)
+    evaluations = lm.evaluations - before
+    rows = games.shapley_rows(audit_games, values, {k: (m, plan) for k, (m, plan, _) in plans.items()}, E.seed)
+    n_distinct = len({games.subset_prompt(g, m) for g in audit_games for m in plans[g.k][2]})
+
+    align, summary = games.alignment_table(rows, tops, E.warg_p, P.rag.n_bootstrap, E.seed)
+    p_mid = mid_p(E.warg_p)
+    paired = games.paired_vs(align, "dense", ["wasted", "noise", f"warg_ext@{p_mid:g}"], P.rag.n_bootstrap, E.seed) if not align.empty else {}
+    utility = games.utility_summary(rows, dict(zip(test.qid, test.gold_pids, strict=True)), P.rag.n_bootstrap, E.seed)
+    gain_link = games.gain_vs_shapley(rows[rows.order == "original"])
+    confusion = {}
+    for v in audited:
+        df = align[(align.variant == v.name) & (align.order == "original")]
+        if not df.empty:
+            k = len(tops[v.name][df.qid.iloc[0]])
+            confusion[v.name] = alignment.rank_confusion([(tops[v.name][q], g) for q, g in zip(df.qid, df.gen, strict=True)], k)
+
+    ig = explain_retrievers(audited, test, tops, ret_text, P)
+    ig_table = attribution.ig_summary(ig)
+    quality = {v.name: variants.answer_quality(v, P.rag.n_bootstrap, P.data.seed) for v in audited}
+    missing = status[~status.available]
+
+    metrics = {
+        "config": {
+            "n_questions": len(test),
+            "shuffled_questions": len({g.qid for g in audit_games if g.order == "shuffled"}),
+            "value": E.value,
+            "utility": "mean token log-prob of the gold answer (best over gold answers)",
+            "shapley": {str(k): {"method": m, "coalitions": len(masks)} for k, (m, _, masks) in plans.items()},
+            "answer_scored": "cleaned",
+        },
+        "missing_variants": {r.variant: r.missing for r in missing.itertuples()},
+        "gain_vs_shapley": gain_link,
+        "variants": {
+            v.name: {
+                "kind": v.kind,
+                "documents": utility[v.name]["k"],
+                "answer_quality": quality[v.name],
+                "utility": utility[v.name],
+                "original": alignment.metrics_block(summary[(v.name, "original")], E.warg_p) if (v.name, "original") in summary else None,
+                "shuffled": alignment.metrics_block(summary[(v.name, "shuffled")], E.warg_p) if (v.name, "shuffled") in summary else None,
+                "paired_vs_dense": paired.get(v.name),
+                "ig": ig_block(ig_table, v.name) if v.differentiable else None,
+            }
+            for v in audited
+        },
+    }
+    artifacts.AUDIT_METRICS.write(metrics)
+    artifacts.AUDIT_GAMES.write(rows)
+    return Result(
+        test, status, audited, tops, len(audit_games), metrics["config"]["shuffled_questions"], plans, n_distinct, evaluations,
+        rows, align, summary, paired, utility, gain_link, confusion, ig, ig_table, quality, metrics,
+    )
+
+
+def ig_block(ig_table: pd.DataFrame, variant: str) -> dict | None:
+    """How many pairs IG explained for ``variant`` and their mean completeness gap (None if none)."""
+    if ig_table.empty or not (ig_table.variant == variant).any():
+        return None
+    mine = ig_table[ig_table.variant == variant]
+    return {"n": len(mine), "mean_relative_gap": round(float(np.mean(mine["relative gap"])), 4)}
