@@ -62,7 +62,7 @@ def interval_bars(table: pd.DataFrame, title: str, path: str | Path, order: list
     sns.barplot(table, x="variant", y="mean", hue="metric", order=order, errorbar=None, ax=ax)
     bars = [c for c in ax.containers if isinstance(c, BarContainer)]
     for metric, group in zip(table.metric.unique(), bars, strict=True):
-        rows = table[table.metric == metric].set_index("variant").reindex(order)
+        rows = table[table.metric == metric].set_index("variant").reindex(order).dropna(subset=["mean"])  # seaborn draws no bar for a missing pair
         centres = [b.get_x() + b.get_width() / 2 for b in group]
         ax.errorbar(centres, rows["mean"], yerr=[rows["mean"] - rows["lo"], rows["hi"] - rows["mean"]], fmt="none", color="black", capsize=3, lw=1)
     ax.set(title=title, xlabel="", ylabel=ylabel)
