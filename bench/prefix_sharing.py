@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         "device": lm.device,
         "max_passage_tokens": args.max_passage_tokens,
         "segmentation": {
-            "rule": "chat header, then a cut after every passage separator; the last segment (question, instruction, assistant header) is folded into each answer's forward",
+            "rule": "chat header, then a cut after every passage separator; the last segment (question, instruction, assistant header) is forwarded once per prompt, then each answer on top of it",
             "header_tokens": len(segmentation.header),
             "separator_ids": list(segmentation.separator),
         },
