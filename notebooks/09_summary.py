@@ -31,6 +31,7 @@ import seaborn as sns
 from IPython.display import Markdown
 
 from ragalign.core import params, plots
+from ragalign.report import figures
 from ragalign.report.summary import VARIANT_SOURCES, verdict
 from ragalign.stages import summary as stage
 
@@ -48,26 +49,7 @@ table.drop(columns=["stage"]).round(3)
 # difference at this sample size.
 
 # %%
-colors = sns.color_palette(plots.PALETTE, 5)
-stage_color = {s: colors[i] for i, s in enumerate(["03_rag_baselines", "05_selector_training", "06_rationale_distillation", "07_figret"])}
-ordered = table.sort_values("gold_logprob")
-fig, axes = plt.subplots(1, 2, figsize=(12, 0.42 * len(table) + 1.6), gridspec_kw={"width_ratios": [1.1, 1]})
-plots.forest(axes[0], list(ordered.index), ordered.gold_logprob, ordered.gold_logprob_lo, ordered.gold_logprob_hi, [stage_color[s] for s in ordered.stage])
-axes[0].set(xlabel="gold-answer mean token log-prob (95% CI)", title="How much each context supports the gold answer")
-for ref, ls in (("no retrieval", ":"), ("oracle (gold passages)", "--")):
-    axes[0].axvline(table.loc[ref, "gold_logprob"], color="grey", ls=ls, lw=1, label=ref)
-handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=s.split("_", 1)[1].replace("_", " ")) for s, c in stage_color.items()]
-axes[0].legend(handles=handles + axes[0].get_legend_handles_labels()[0], title="built by", loc="lower right", fontsize=7)
-vs_dense = paired[paired.kind == "dense"]
-plots.forest(
-    axes[1],
-    [f"{VARIANT_SOURCES[v][1]} − {VARIANT_SOURCES[ref][1]}" for v, ref in zip(vs_dense.variant, vs_dense.reference, strict=True)],
-    vs_dense["mean"], vs_dense.lo, vs_dense.hi,
-    ["tab:green" if lo > 0 else "tab:red" if hi < 0 else "grey" for lo, hi in zip(vs_dense.lo, vs_dense.hi, strict=True)],
-)
-axes[1].axvline(0, color="black", lw=0.8)
-axes[1].set(xlabel="paired difference in gold-answer log-prob (95% CI)", title="Each method minus dense at the same k")
-plots.save(fig, "figures/summary_variants.png")
+_ = figures.headline_figure(table, paired, "figures/summary_variants.png")
 
 # %% [markdown]
 # ## What the alignment bought, and what it cost
@@ -75,11 +57,11 @@ plots.save(fig, "figures/summary_variants.png")
 # %%
 audited = table.dropna(subset=["warg"])  # the audit explains each variant's own context (GainRAG's one document has no WARG)
 fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-sns.scatterplot(table, x="llm_evaluations", y="gold_logprob", hue="stage", style="stage", s=90, ax=axes[0], legend=False, palette=stage_color)
+sns.scatterplot(table, x="llm_evaluations", y="gold_logprob", hue="stage", style="stage", s=90, ax=axes[0], legend=False, palette=figures.stage_colors())
 plots.annotate_points(axes[0], table, "llm_evaluations", "gold_logprob")
 axes[0].set(xlabel="generator evaluations to build the variant (symlog)", ylabel="gold-answer log-prob", title="What each variant buys, and what it cost", xscale="symlog")
 axes[0].set_xlim(-0.5, table.llm_evaluations.max() * 4)
-sns.scatterplot(audited, x="warg", y="gold_logprob", hue="stage", style="stage", s=90, ax=axes[1], legend=False, palette=stage_color)
+sns.scatterplot(audited, x="warg", y="gold_logprob", hue="stage", style="stage", s=90, ax=axes[1], legend=False, palette=figures.stage_colors())
 plots.annotate_points(axes[1], audited, "warg", "gold_logprob")
 axes[1].set(
     xlabel=f"WARG@{p_warg:g} (RAG-E, higher = more misaligned)", ylabel="gold-answer log-prob",

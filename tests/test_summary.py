@@ -60,3 +60,26 @@ def test_timings_table_names_the_variants_each_stage_builds(tmp_path):
     assert lines[2].startswith("| 03_rag_baselines | no retrieval, oracle (gold passages), BM25 top-k, dense top-k, relevance reranker | 5.0 min | 2.0 GiB |")
     assert "GainRAG, α = 0" in lines[3] and "| 1.5 min | 1.0 GiB |" in lines[3]
     assert lines[-1] == "| **total** | | **6.5 min** | |"
+
+
+def test_headline_figure_marks_references_and_colours_verdicts(tmp_path):
+    from matplotlib.colors import to_rgba
+
+    from ragalign.report import figures
+
+    table = pd.DataFrame(
+        {"stage": ["03_rag_baselines", "03_rag_baselines", "03_rag_baselines", "05_selector_training"],
+         "gold_logprob": [-4.7, -2.9, -3.9, -4.4], "gold_logprob_lo": [-5.2, -3.4, -4.4, -4.9], "gold_logprob_hi": [-4.3, -2.5, -3.4, -4.0]},
+        index=["no retrieval", "oracle (gold passages)", "dense top-k", "GainRAG"],
+    )
+    paired = pd.DataFrame(
+        {"variant": ["reranker", "gainrag"], "reference": ["dense", "dense_top1"], "kind": ["dense", "dense"],
+         "mean": [0.1, -0.2], "lo": [0.05, -0.3], "hi": [0.2, 0.1]}
+    )
+    fig = figures.headline_figure(table, paired, tmp_path / "f.png")
+    left, right = fig.axes[:2]
+    assert (tmp_path / "f.png").exists()
+    assert sorted(line.get_xdata()[0] for line in left.lines if line.get_label() in figures.REFERENCES) == [-4.7, -2.9]
+    assert [t.get_text() for t in left.get_yticklabels()] == ["no retrieval", "GainRAG", "dense top-k", "oracle (gold passages)"]
+    points = list(right.containers)  # one errorbar per comparison, bottom to top
+    assert [to_rgba(c.lines[0].get_color()) for c in points] == [to_rgba("tab:green"), to_rgba("grey")]

@@ -1,0 +1,53 @@
+"""Stage 09's headline figure: every variant's gold-answer likelihood, and each method minus dense."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from ragalign.core import plots
+from ragalign.report.summary import VARIANT_SOURCES
+
+BUILDING_STAGES = ("03_rag_baselines", "05_selector_training", "06_rationale_distillation", "07_figret")
+REFERENCES = {"no retrieval": ":", "oracle (gold passages)": "--"}  # display name -> line style
+
+
+def stage_colors() -> dict[str, tuple]:
+    """One colour per stage that builds variants, shared by stage 09's figures."""
+    return dict(zip(BUILDING_STAGES, sns.color_palette(plots.PALETTE, len(BUILDING_STAGES)), strict=True))
+
+
+def verdict_color(lo: float, hi: float) -> str:
+    """Green: interval above 0; red: below 0; grey: not told apart."""
+    return "tab:green" if lo > 0 else "tab:red" if hi < 0 else "grey"
+
+
+def headline_figure(table: pd.DataFrame, paired: pd.DataFrame, path: str | Path) -> plt.Figure:
+    """Left: each variant's gold-answer log-prob with its interval, coloured by the stage that built it,
+    with no retrieval and the oracle as reference lines. Right: each method minus dense at the same k.
+    ``table`` is indexed by display name with ``stage`` and ``gold_logprob[_lo|_hi]``; ``paired`` is
+    ``report.summary.paired_table``. Saved to ``path``."""
+    colors = stage_colors()
+    ordered = table.sort_values("gold_logprob")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.42 * len(table) + 1.6), gridspec_kw={"width_ratios": [1.1, 1]})
+    plots.forest(axes[0], list(ordered.index), ordered.gold_logprob, ordered.gold_logprob_lo, ordered.gold_logprob_hi, [colors[s] for s in ordered.stage])
+    axes[0].set(xlabel="gold-answer mean token log-prob (95% CI)", title="How much each context supports the gold answer")
+    for name, ls in REFERENCES.items():
+        if name in table.index:
+            axes[0].axvline(table.loc[name, "gold_logprob"], color="grey", ls=ls, lw=1, label=name)
+    handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=s.split("_", 1)[1].replace("_", " ")) for s, c in colors.items()]
+    axes[0].legend(handles=handles + axes[0].get_legend_handles_labels()[0], title="built by", loc="lower right", fontsize=7)
+    vs_dense = paired[paired.kind == "dense"]
+    plots.forest(
+        axes[1],
+        [f"{VARIANT_SOURCES[v][1]} − {VARIANT_SOURCES[ref][1]}" for v, ref in zip(vs_dense.variant, vs_dense.reference, strict=True)],
+        vs_dense["mean"], vs_dense.lo, vs_dense.hi,
+        [verdict_color(lo, hi) for lo, hi in zip(vs_dense.lo, vs_dense.hi, strict=True)],
+    )
+    axes[1].axvline(0, color="black", lw=0.8)
+    axes[1].set(xlabel="paired difference in gold-answer log-prob (95% CI)", title="Each method minus dense at the same k")
+    plots.save(fig, path)
+    return fig
