@@ -44,7 +44,7 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown
 
-from ragalign.audit import variants
+from ragalign.audit import figures, variants
 from ragalign.core import params, plots
 from ragalign.stages import rag_e_audit as stage
 
@@ -160,20 +160,7 @@ _ = plots.rank_heatmaps({v: m for v, m in r.confusion.items() if len(m) >= 2}, "
 # disjoint rankings. Lower is better aligned.
 
 # %%
-curve = pd.DataFrame(
-    [
-        {"variant": v, "order": order, "p": p, "form": form, "WARG": s[f"warg_{form}@{p:g}"]["mean"]}
-        for (v, order), s in summary.items()
-        for p in E.warg_p
-        for form in ("truncated", "ext")
-    ]
-)
-g = sns.relplot(curve, x="p", y="WARG", hue="variant", style="form", style_order=["truncated", "ext"], col="order", col_order=["original", "shuffled"],
-                kind="line", marker="o", height=4, aspect=1.2, facet_kws={"ylim": (0, 1)})
-for ax in g.axes.flat:
-    ax.plot(E.warg_p, [p**P.rag.top_k for p in E.warg_p], color="grey", ls=":", label=f"floor p^{P.rag.top_k}")
-g.set_titles("documents in {col_name} order")
-plots.save(g.figure, "figures/rag_e_warg.png")
+_ = figures.warg_figure(summary, E.warg_p, P.rag.top_k, "figures/rag_e_warg.png")
 
 # %% [markdown]
 # ## Retriever attribution: Integrated Gradients

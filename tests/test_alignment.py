@@ -85,3 +85,18 @@ def test_audit_orders_documents_by_shapley_and_summarises_per_variant_and_order(
     assert original["warg_ext@0.5"]["mean"] > 0
     block = AL.metrics_block(original, [0.5])
     assert set(block["warg"]) == set(AL.WARG_FORMS) and block["wasted_retrieval"] == original["wasted"]
+
+
+def test_warg_figure_draws_each_variant_form_and_the_floor_in_both_orders(tmp_path):
+    from ragalign.audit import figures
+
+    ps = [0.5, 0.7, 0.9]
+    block = {f"warg_{form}@{p:g}": {"mean": p / 2} for p in ps for form in figures.FORMS}
+    summary = {("dense", "original"): block, ("radio", "original"): block, ("dense", "shuffled"): block}
+    curve = figures.warg_curves(summary, ps)
+    assert len(curve) == 3 * len(ps) * 2 and set(curve.form) == set(figures.FORMS)
+    grid = figures.warg_figure(summary, ps, 5, tmp_path / "w.png")
+    assert (tmp_path / "w.png").exists() and grid.axes.size == 2
+    for ax in grid.axes.flat:
+        floor = [line for line in ax.lines if line.get_label() == "floor p^5"]
+        assert len(floor) == 1 and list(floor[0].get_ydata()) == [p**5 for p in ps]

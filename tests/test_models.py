@@ -101,3 +101,14 @@ def test_every_model_load_goes_through_the_chosen_device(monkeypatch):
 def test_generator_uses_eager_attention():
     _, model = models.load_generator("smollm2-135m-instruct", "bfloat16", "cpu")
     assert model.config._attn_implementation == "eager"
+
+
+def test_the_cache_lives_in_the_repository_root(monkeypatch):
+    """`.cache/ragalign/` beside dvc.yaml, as the README says (not inside lib/, where git would see it)."""
+    from pathlib import Path
+
+    from ragalign.core.models import cache_dir
+
+    monkeypatch.delenv("RAGALIGN_CACHE", raising=False)
+    root = Path(__file__).resolve().parents[1]
+    assert cache_dir() == root / ".cache" / "ragalign"

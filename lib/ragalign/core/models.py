@@ -81,7 +81,7 @@ class ModelNotFoundError(RuntimeError):
 
 def cache_dir() -> Path:
     """Where converted models and LLM evaluation caches live (``RAGALIGN_CACHE`` overrides)."""
-    root = os.environ.get("RAGALIGN_CACHE") or Path(__file__).resolve().parents[2] / ".cache" / "ragalign"
+    root = os.environ.get("RAGALIGN_CACHE") or Path(__file__).resolve().parents[3] / ".cache" / "ragalign"
     path = Path(root)
     path.mkdir(parents=True, exist_ok=True)
     return path
