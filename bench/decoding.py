@@ -22,7 +22,7 @@ from ragalign.core.data import load_passages, load_questions
 from ragalign.core.lm import LM
 from ragalign.core.models import generator_path
 from ragalign.core.rag import PassageStore, build_prompt
-from ragalign.methods.gain import pseudo_prompt
+from ragalign.methods.gainrag.pseudo import pseudo_prompt
 
 
 def workloads(lm: LM, n: int) -> dict[str, tuple[list[str], int]]:

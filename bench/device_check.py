@@ -2,7 +2,7 @@
 
     python bench/device_check.py --model DIR --sample sample.json --out bench/results/device_check.json
 
-Runs the study's own code (``ragalign.core.lm``, ``ragalign.methods.gain``, ``ragalign.audit.attribution``) on each
+Runs the study's own code (``ragalign.core.lm``, ``ragalign.methods.gainrag.labels``, ``ragalign.audit.games``) on each
 device: gold-answer log-likelihoods, greedy answers, GainRAG gain labels and the Shapley values of a
 RAG-E game (all 2^k coalitions), each batched as the pipeline batches them. It checks that every
 value is batch-invariant on that device (alone == in a batch), compares devices and dtypes value by
@@ -22,11 +22,11 @@ import torch
 from roofline import forward_flops as _flops
 from roofline import gemm_peak, timed
 
-from ragalign.audit.attribution import Game, game_values
+from ragalign.audit.games import AuditGame, game_values, per_answer
 from ragalign.audit.shapley import exact_shapley
 from ragalign.core.lm import LM
 from ragalign.core.rag import build_prompt, clean_answer
-from ragalign.methods.gain import Pair, compute_pair_scores, gain_label, perplexity
+from ragalign.methods.gainrag.labels import Pair, compute_pair_scores, gain_label, perplexity
 
 
 def make_sample(hotpot_jsonl: str, n: int, out: str) -> None:
@@ -82,13 +82,14 @@ def run_paths(lm: LM, sample: list[dict], k: int, n_games: int) -> dict:
     lens = [len(lm.prompt_ids(p.prompt)) + len(lm.answer_ids(p.answer)) for p in pairs]
     out["seconds"]["gain_labelling"], out["flops"]["gain_labelling"] = t, forward_flops(lm, lens, sum(len(lm.answer_ids(p.answer)) for p in pairs))
     # 4. a RAG-E game per question: all 2^k coalitions of k passages, the gold answer's mean token probability
+    masks = list(range(1 << k))
     games = [
-        Game((i,), r["question"], tuple(f"p{j}" for j in range(k)), tuple((r["gold"] + r["distractors"])[:k]), r["answers"][0], tuple(range(1 << k)))
+        AuditGame("bench", f"q{i}", "original", r["question"], tuple(f"p{j}" for j in range(k)), tuple((r["gold"] + r["distractors"])[:k]), r["answers"][0], (r["answers"][0],))
         for i, r in enumerate(sample[:n_games])
     ]
-    vals, t = timed(lambda: game_values(games, lm._token_logprobs, build_prompt, "prob"), dev)
+    vals, t = timed(lambda: [v["support"] for v in game_values(games, {k: masks}, per_answer(lm._token_logprobs), "prob")], dev)
     out["values"]["shapley"] = [exact_shapley(v, k).tolist() for v in vals]
-    lens = [len(lm.prompt_ids(build_prompt(g.question, [g.texts[i] for i in range(k) if m >> i & 1]))) + len(lm.answer_ids(g.answer)) for g in games for m in g.masks]
+    lens = [len(lm.prompt_ids(build_prompt(g.question, [g.texts[i] for i in range(k) if m >> i & 1]))) + len(lm.answer_ids(g.own_answer)) for g in games for m in masks]
     out["seconds"]["coalitions"], out["flops"]["coalitions"] = t, forward_flops(lm, lens, len(lens) * 4)
     return out
 

@@ -6,7 +6,7 @@ A fixed sample: the first ``--questions`` train questions, each with its dense t
 (``results/retrieval/dense.parquet``; without it, its gold passages and the next corpus rows).
 Three ways to compute the same labels, none cached:
 
-- ``study``: ``gain.compute_pair_scores``: one unpadded forward per sequence, the no-passage pass
+- ``study``: ``gainrag.labels.compute_pair_scores``: one unpadded forward per sequence, the no-passage pass
   shared by a question's passages, only answer positions through the LM head (batch-invariant).
 - ``naive``: per passage, one forward with and one without the passage, full-vocabulary logits.
 - ``padded``: the study's sequences in right-padded batches of <= 6144 tokens (what the study did
@@ -34,7 +34,7 @@ from ragalign.core.data import load_passages, load_questions
 from ragalign.core.lm import LM
 from ragalign.core.models import use_device
 from ragalign.core.rag import PassageStore
-from ragalign.methods.gain import Pair, build_pairs, compute_pair_scores, gain_label, pair_scores, perplexity
+from ragalign.methods.gainrag.labels import Pair, build_pairs, compute_pair_scores, gain_label, pair_scores, perplexity
 
 
 def sample_pairs(lm: LM, n_questions: int, k: int, max_passage_tokens: int) -> list[Pair]:

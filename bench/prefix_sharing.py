@@ -35,8 +35,8 @@ import numpy as np
 import torch
 from report import emit
 
-from ragalign.audit.attribution import all_masks, members
 from ragalign.audit.coalitions import PrefixScorer, Segmentation
+from ragalign.audit.shapley import all_masks, members
 from ragalign.core.data import DEFAULT_PATHS
 from ragalign.core.lm import LM
 from ragalign.core.rag import build_prompt

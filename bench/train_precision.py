@@ -19,7 +19,8 @@ import torch
 from report import emit
 
 from ragalign.core import params
-from ragalign.core.rerank import CrossEncoder, Group, split_groups, train_listwise
+from ragalign.core.rerank import CrossEncoder, Group, train_listwise
+from ragalign.core.training import split_groups
 
 
 def hotpot_groups(path: str, n: int) -> list[Group]:

@@ -16,7 +16,7 @@ import json
 import random
 from pathlib import Path
 
-from ragalign.audit.attribution import Game, game_values
+from ragalign.audit.games import AuditGame, game_values, per_answer
 from ragalign.core.lm import LM
 from ragalign.core.rag import build_prompt, clean_answer
 
@@ -40,15 +40,15 @@ def main() -> int:
         random.Random(i).shuffle(paragraphs)  # gold paragraphs at seeded positions, not always first
         texts = tuple(lm.truncate(p, args.max_passage_tokens) for p in paragraphs)
         answer = clean_answer(lm.generate([build_prompt(r["question"], texts)], 16)[0]) or r["answers"][0]
-        games.append(Game((i,), r["question"], tuple(f"p{j}" for j in range(args.n)), texts, answer, tuple(range(1 << args.n))))
-    values = game_values(games, lambda ps, ans: lm.token_logprobs(ps, ans), build_prompt, "prob")
+        games.append(AuditGame("bench", f"hotpot{i}", "original", r["question"], tuple(f"p{j}" for j in range(args.n)), texts, answer, (answer,)))
+    values = [v["support"] for v in game_values(games, {args.n: list(range(1 << args.n))}, per_answer(lm.token_logprobs), "prob")]
     out = {
         "n": args.n,
         "value": "prob",
         "model": Path(args.model).name,
         "dtype": args.dtype,
         "device": args.device,
-        "games": [{"qid": f"hotpot{g.key[0]}", "answer": g.answer, "values": [v[m] for m in range(1 << args.n)]} for g, v in zip(games, values, strict=True)],
+        "games": [{"qid": g.qid, "answer": g.own_answer, "values": [v[m] for m in range(1 << args.n)]} for g, v in zip(games, values, strict=True)],
     }
     Path(args.out).write_text(json.dumps(out))
     print(f"{len(games)} games x {1 << args.n} coalitions -> {args.out}")

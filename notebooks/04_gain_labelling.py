@@ -32,7 +32,7 @@ import seaborn as sns
 from IPython.display import Markdown
 
 from ragalign.core import params, plots
-from ragalign.methods.gain import is_pseudo
+from ragalign.methods.gainrag.pseudo import is_pseudo
 from ragalign.stages import gain_labelling as stage
 
 P = params.from_namespace(globals())

@@ -40,7 +40,7 @@ from IPython.display import Markdown, display
 from ragalign.core import params, plots
 from ragalign.core.rag import em_f1_table
 from ragalign.core.validity import describe_failures
-from ragalign.methods import figret as fg
+from ragalign.methods.figret.examples import OBJECTIVES
 from ragalign.stages import figret as stage
 
 P = params.from_namespace(globals())
@@ -118,7 +118,7 @@ Markdown(
     f"[{r.diff_reranker['lo']:+.3f}, {r.diff_reranker['hi']:+.3f}]. "
     + f"Over {F.rounds} round(s), FiGRet examined {int(r.sizes['train questions examined'])} train questions per round and found "
     f"{', '.join(str(n) for n in r.per_round['poorly served'])} poorly served; the judgements gave "
-    f"{len(examples)} examples ({', '.join(f'{o}: {int((examples.objective == o).sum())}' for o in fg.OBJECTIVES)}) "
+    f"{len(examples)} examples ({', '.join(f'{o}: {int((examples.objective == o).sum())}' for o in OBJECTIVES)}) "
     f"for {r.evaluations} LLM evaluations ({r.forward_tokens} tokens, answers included). "
     f"As a judge, the 135M generator ranks a gold passage above a retrieved non-gold one with probability "
     f"{auc['relevance']:.2f} on relevance and {auc['purity']:.2f} on purity (0.5 is chance). "
@@ -132,7 +132,7 @@ Markdown(
         f" In the one-round ablations (test pool, recall@{kk}) the dual curriculum reaches "
         f"{abl.set_index('variant').loc['dual curriculum, all objectives', f'recall@{kk}']:.3f}, the shuffled order "
         f"{abl.set_index('variant').loc['no curriculum (shuffled)', f'recall@{kk}']:.3f}, and single objectives "
-        + ", ".join(f"{o} {abl.set_index('variant').loc[f'{o} only', f'recall@{kk}']:.3f}" for o in fg.OBJECTIVES)
+        + ", ".join(f"{o} {abl.set_index('variant').loc[f'{o} only', f'recall@{kk}']:.3f}" for o in OBJECTIVES)
         + f" (stage-02 dense {q0[f'recall@{kk}']:.3f})."
         if F.ablations
         else ""

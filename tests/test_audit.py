@@ -1,4 +1,4 @@
-"""The audit's games: two values per coalition from one scoring call, one-document games, gain vs Shapley."""
+"""The audit's games: plans and estimates, two values per coalition from one scoring call, one-document games, gain vs Shapley."""
 
 import math
 
@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from ragalign.audit import games as audit
+from ragalign.audit import shapley as S
 from ragalign.core.rag import build_prompt
 
 
@@ -28,6 +29,66 @@ def fake_score(helpful: dict[str, float]):
 def games(k: int, variant: str = "dense", order: str = "original"):
     texts = tuple(f"doc{i}" for i in range(k))
     return [audit.AuditGame(variant, "q1", order, "Q?", tuple(f"p{i}" for i in range(k)), texts, "own", ("gold",))]
+
+
+def toy(k=6, seed=3):
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=k)
+
+    def v(s):
+        return w[s].sum() + 0.3 * (len(s) >= 3) + 0.2 * (0 in s and 1 in s)
+
+    return {m: float(v(S.members(m, k))) for m in range(1 << k)}, k
+
+
+def test_plan_masks_and_estimate():
+    v, k = toy()
+    method, masks, plan = audit.plan_masks(k, 64, 20, seed=0)
+    assert method == "exact" and masks == S.all_masks(k) and plan.k == k
+    np.testing.assert_allclose(audit.estimate(method, v, k, plan, 0), S.exact_shapley(v, k))
+    method, masks, plan = audit.plan_masks(k, 32, 20, seed=0)
+    assert method == "pmcshap" and masks == S.pmcshap_masks(k, 20, np.random.default_rng(0)) and list(plan.masks) == masks
+    np.testing.assert_array_equal(audit.estimate(method, v, k, plan, 0), S.pmcshap(v, k, masks, np.random.default_rng(1)))
+    method, masks, plan = audit.plan_masks(k, 32, 20, seed=0, estimator="kernelshap")
+    assert method == "kernelshap" and len(masks) == 20
+    phi = audit.estimate(method, v, k, plan, 0)
+    assert phi.sum() == pytest.approx(v[S.full_mask(k)] - v[0])
+    with pytest.raises(ValueError, match="players"):
+        audit.estimate(method, v, k + 1, plan, 0)
+
+
+def test_subset_value():
+    assert audit.subset_value([np.log(0.5), np.log(0.25)], "prob") == pytest.approx(0.375)
+    assert audit.subset_value([-1.0, -2.0], "logprob") == -1.5
+    with pytest.raises(ValueError, match="unknown value"):
+        audit.subset_value([-1.0], "rank")
+
+
+def test_per_answer_flattens_one_call_and_regroups():
+    calls = []
+
+    def flat(prompts, answers):
+        calls.append(list(zip(prompts, answers, strict=True)))
+        return [[-float(len(p)), -float(len(a))] for p, a in zip(prompts, answers, strict=True)]
+
+    score = audit.per_answer(flat)
+    out = score(["P1", "P22"], [["a"], ["bb", "ccc"]])
+    assert calls == [[("P1", "a"), ("P22", "bb"), ("P22", "ccc")]]
+    assert out == [[[-2.0, -1.0]], [[-3.0, -2.0], [-3.0, -3.0]]]
+
+
+def test_game_values_over_a_flat_scorer_one_answer_per_game():
+    # the benches' games: one answer, scored as support and (as its own gold answer) utility
+    calls = []
+
+    def flat(prompts, answers):
+        calls.append(len(prompts))
+        return [[-float(p.count("D"))] for p in prompts]  # each passage "D" costs one nat
+
+    gs = [audit.AuditGame("v", f"q{i}", "original", "Q?", ("p1", "p2"), ("D1", "D2"), "a", ("a",)) for i in range(2)]
+    vals = audit.game_values(gs, {2: S.all_masks(2)}, audit.per_answer(flat), "logprob")
+    assert calls == [4]  # one call, identical prompts scored once
+    assert vals[0]["support"] == {0: 0.0, 1: -1.0, 2: -1.0, 3: -2.0} == vals[1]["support"] == vals[0]["utility"]
 
 
 def test_both_values_come_from_one_call_and_exact_shapley_is_additive():

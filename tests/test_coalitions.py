@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ragalign.audit.attribution import all_masks, members
 from ragalign.audit.coalitions import (
     KEY_NAMESPACE,
     PrefixScorer,
@@ -14,6 +13,7 @@ from ragalign.audit.coalitions import (
     build_tree,
     prefix_token_logprobs,
 )
+from ragalign.audit.shapley import all_masks, members
 from ragalign.core.rag import build_prompt
 
 DOCS = [

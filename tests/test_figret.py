@@ -7,16 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
-from ragalign.methods import figret
-from ragalign.methods.figret import (
-    Example,
-    build_examples,
-    curriculum_order,
-    judge_prompt,
-    set_infonce,
-    set_plan,
-    yes_no_scores,
-)
+from ragalign.methods.figret import examples as fx
+from ragalign.methods.figret import judge, rounds, training
+from ragalign.methods.figret.examples import Example, build_examples, curriculum_order
+from ragalign.methods.figret.judge import judge_prompt, set_plan, yes_no_scores
+from ragalign.methods.figret.training import set_infonce
 
 
 # ---- yes/no judgements --------------------------------------------------------------------
@@ -28,8 +23,8 @@ def test_yes_no_score_is_the_first_token_log_odds_and_cached(tiny_lm):
         ids = torch.tensor([tiny_lm.prompt_ids(prompt)])
         with torch.no_grad():
             logp = torch.log_softmax(tiny_lm.model(ids).logits[0, -1].float(), -1)
-        yes = sorted({tok(w, add_special_tokens=False).input_ids[0] for w in figret.YES})
-        no = sorted({tok(w, add_special_tokens=False).input_ids[0] for w in figret.NO})
+        yes = sorted({tok(w, add_special_tokens=False).input_ids[0] for w in judge.YES})
+        no = sorted({tok(w, add_special_tokens=False).input_ids[0] for w in judge.NO})
         assert score == pytest.approx(float(torch.logsumexp(logp[yes], 0) - torch.logsumexp(logp[no], 0)), abs=1e-4)
     assert tiny_lm.evaluations == 2  # one evaluation per judgement (both answers from one forward)
     calls = []
@@ -72,9 +67,9 @@ def _judged(monkeypatch):
                 out.append(2.0 if "helpful" in p else -2.0)
         return np.asarray(out)
 
-    monkeypatch.setattr(figret, "yes_no_scores", fake_scores)
+    monkeypatch.setattr(judge, "yes_no_scores", fake_scores)
     ranked = {"q": ["n1", "g1", "n2", "n3", "g2"]}
-    judged, sets = figret.judge_questions(None, questions, ranked, Store(), k=4, n_negatives=3, batch=4)
+    judged, sets = judge.judge_questions(None, questions, ranked, Store(), k=4, n_negatives=3, batch=4)
     return questions, judged, sets
 
 
@@ -100,7 +95,7 @@ def _toy_examples():
     out = []
     for i, (objective, margin) in enumerate([("purity", 5.0), ("relevance", 0.1), ("comprehensiveness", 2.0), ("relevance", 3.0), ("purity", 0.2), ("comprehensiveness", 0.5)]):
         out.append(Example(f"q{i}", f"query {i}", objective, (f"p{i}",), ((f"n{i}",),), margin))
-    return figret.with_difficulty(out)
+    return fx.with_difficulty(out)
 
 
 def test_dual_curriculum_goes_objective_by_objective_easy_to_hard():
@@ -149,25 +144,25 @@ TOY = [
 
 def test_one_training_step_lowers_the_contrastive_loss(tiny_encoder):
     opt = torch.optim.AdamW(tiny_encoder.model.parameters(), lr=1e-3)
-    before = figret.batch_loss(tiny_encoder, TOY, TEXTS, temperature=0.05)
+    before = training.batch_loss(tiny_encoder, TOY, TEXTS, temperature=0.05)
     opt.zero_grad()
     before.backward()
     opt.step()
     with torch.no_grad():
-        after = figret.batch_loss(tiny_encoder, TOY, TEXTS, temperature=0.05).item()
+        after = training.batch_loss(tiny_encoder, TOY, TEXTS, temperature=0.05).item()
     assert math.isfinite(before.item()) and after < before.item()
 
 
 def test_train_retriever_returns_a_curve_and_keeps_the_best_epoch(tiny_encoder):
-    from ragalign.core.rerank import split_groups
+    from ragalign.core.training import split_groups
 
     examples = TOY * 2
-    curve = figret.train_retriever(tiny_encoder, examples, TEXTS, epochs=2, lr=1e-3, batch_size=2, temperature=0.05, val_fraction=0.34, seed=0)
+    curve = training.train_retriever(tiny_encoder, examples, TEXTS, epochs=2, lr=1e-3, batch_size=2, temperature=0.05, val_fraction=0.34, seed=0)
     val = curve[curve.split == "val"].loss
     assert len(val) == 3 and np.isfinite(val).all()
     assert (curve.split == "train").sum() == 2 * 2  # 4 train examples, batch 2, 2 epochs
     _, held_out = split_groups(examples, 0.34, 0)
-    assert figret._eval_loss(tiny_encoder, held_out, TEXTS, 0.05, 32) == pytest.approx(val.min(), abs=1e-5)
+    assert training._eval_loss(tiny_encoder, held_out, TEXTS, 0.05, 32) == pytest.approx(val.min(), abs=1e-5)
 
 
 
@@ -187,7 +182,7 @@ def test_rounds_re_retrieve_with_the_trained_encoder_and_count_their_cost(monkey
         lm.forward_tokens += 100
         served = pd.DataFrame({"qid": questions.qid, "gold_in_top_k": [False, True], "em": [np.nan, 0.0], "poor": [True, True]})
         examples = [Example("q1", "a?", "relevance", ("g1",), (("x",),), 1.0)]
-        return figret.Round(round, served, pd.DataFrame(), pd.DataFrame(), examples)
+        return rounds.Round(round, served, pd.DataFrame(), pd.DataFrame(), examples)
 
     def fake_train(encoder, examples, texts, order, desc, **kwargs):
         trained.append((order, desc, kwargs))
@@ -202,28 +197,28 @@ def test_rounds_re_retrieve_with_the_trained_encoder_and_count_their_cost(monkey
             rows += [{"qid": q.qid, "rank": r, "pid": p, "score": 1.0 - r, "method": method} for r, p in enumerate(order)]
         return pd.DataFrame(rows)
 
-    monkeypatch.setattr(figret, "collect_round", fake_collect)
-    monkeypatch.setattr(figret, "train_retriever", fake_train)
-    monkeypatch.setattr(figret, "search_pool", fake_search)
+    monkeypatch.setattr(rounds, "collect_round", fake_collect)
+    monkeypatch.setattr(rounds, "train_retriever", fake_train)
+    monkeypatch.setattr(rounds, "search_pool", fake_search)
     lm, encoder = CountingLM(), {"round": 0}
-    rounds, history = figret.run_rounds(
+    done, history = rounds.run_rounds(
         lm, encoder, examined, {"q1": ["x", "g1"], "q2": ["x", "g2"]}, None, {},
         n_rounds=2, pools={"train examined (pool)": (examined, ["x", "g1", "g2"]), "test (pool)": (test, ["x", "g3"])},
         ks=[1], search_k=2, encode_batch_size=8, judge={"top_k": 1}, train={"epochs": 1},
     )
     assert seen_rankings[1] == {"q1": ["g1", "x"], "q2": ["x", "g2"]}  # round 2 starts from round 1's retriever
-    assert [rd.cost["lm_evaluations"] for rd in rounds] == [10, 20]
+    assert [rd.cost["lm_evaluations"] for rd in done] == [10, 20]
     assert [t[:2] for t in trained] == [("dual", "round 1"), ("dual", "round 2")] and trained[0][2] == {"epochs": 1}
     assert history.set_index(["round", "split"])["recall@1"].to_dict() == {
         (1, "train examined (pool)"): 0.5, (1, "test (pool)"): 1.0, (2, "train examined (pool)"): 1.0, (2, "test (pool)"): 1.0,
     }
-    table = figret.round_table(rounds)
+    table = rounds.round_table(done)
     assert table.loc[0, ["examined", "poorly served", "gold missing from top-k", "answered wrong (gold in top-k)", "relevance"]].tolist() == [2, 2, 1, 1, 1]
     assert table.lm_evaluations.tolist() == [10, 20]
 
 
 def test_judge_auc_counts_ties_half():
     judged = pd.DataFrame({"is_gold": [True, True, False, False], "relevance": [2.0, 0.0, 0.0, -1.0], "purity": [0.0, 0.0, 1.0, 1.0]})
-    auc = figret.judge_auc(judged)
+    auc = judge.judge_auc(judged)
     assert auc["relevance"] == pytest.approx((1 + 1 + 0.5 + 1) / 4) and auc["purity"] == 0.0
-    assert np.isnan(figret.judge_auc(judged[judged.is_gold])["relevance"])
+    assert np.isnan(judge.judge_auc(judged[judged.is_gold])["relevance"])

@@ -11,21 +11,18 @@ import torch
 from ragalign.core.cache import Cache
 from ragalign.core.rag import build_prompt
 from ragalign.core.rerank import kl_listwise_loss
-from ragalign.methods.gain import (
+from ragalign.methods.gainrag.labels import (
     Pair,
     build_pairs,
     compute_pair_scores,
     gain_label,
     gain_labels,
-    generate_pseudo,
-    is_na,
     pair_scores,
     planned_cost,
-    pseudo_pid,
-    pseudo_selection_rate,
     score_pairs,
-    selector_groups,
 )
+from ragalign.methods.gainrag.pseudo import generate_pseudo, is_na, pseudo_pid
+from ragalign.methods.gainrag.selector import pseudo_selection_rate, selector_groups
 
 QUESTIONS = ["Where was Ada born?", "Who wrote Dune?"]
 PASSAGES = [
@@ -164,9 +161,7 @@ def test_selector_groups_targets_and_membership():
 def test_pseudo_na_is_excluded(tiny_lm, monkeypatch):
     assert is_na("N/A") and is_na(' "n/a." ') and is_na("") and is_na("N/A - I am not sure")
     assert not is_na("Nantes is a city in France.")
-    questions = pd.DataFrame(
-        {"qid": ["q0", "q1"], "question": QUESTIONS, "answers": [["London"], ["Frank Herbert"]]}
-    )
+    questions = pd.DataFrame({"qid": ["q0", "q1"], "question": QUESTIONS, "answers": [["London"], ["Frank Herbert"]]})
     replies = iter(["N/A", "Dune is a science fiction novel written by Frank Herbert."])
     monkeypatch.setattr(tiny_lm, "generate", lambda prompts, n, desc=None: [next(replies) for _ in prompts])
     pseudo = generate_pseudo(tiny_lm, questions, 32)

@@ -9,7 +9,6 @@ from ragalign.core.rerank import (
     kl_listwise_loss,
     relevance_groups,
     rerank,
-    split_groups,
     train_reranker,
 )
 
@@ -26,13 +25,6 @@ def test_relevance_groups_put_gold_first_with_shared_target():
     (group,) = relevance_groups(questions, {"q": ["n1", "g1", "n2", "n3", "n4"]}, text, group_size=4, seed=0)
     assert group.passages[:2] == ("G1", "G2") and group.target == (0.5, 0.5, 0.0, 0.0)
     assert set(group.passages[2:]) <= {"N1", "N2", "N3", "N4"}
-
-
-def test_group_split_is_by_question_and_seeded():
-    groups = [Group(f"q{i}", "?", ("a", "b"), (1.0, 0.0)) for i in range(10)]
-    train, val = split_groups(groups, 0.2, seed=0)
-    assert len(val) == 2 and not {g.qid for g in train} & {g.qid for g in val}
-    assert split_groups(groups, 0.2, seed=0) == (train, val)
 
 
 def test_training_learns_a_toy_relevance_task():

@@ -13,6 +13,9 @@ gets **two values**, both read from one pass over the coalition's prompt:
 Coalitions are evaluated over a prefix tree (``coalitions.prefix_token_logprobs``) and cached, so a
 coalition two variants share (same question, documents, order and answer) is computed once.
 Shapley values come from a ``shapley`` estimator: exact when ``2^k <= rag_e.max_exact_subsets``.
+``plan_masks`` plans the coalitions of one estimator so that all of them are scored in one batched
+call (``game_values``); ``estimate`` then only reads values. ``n_evaluations`` always counts
+distinct coalitions, the empty and the full one included.
 A one-document game (GainRAG shows its top 1) has the single Shapley value ``v({d}) - v(empty)``;
 its retriever and generator rankings trivially agree, so WARG and the failure modes are reported as
 not applicable for it rather than as perfect alignment.
@@ -28,12 +31,37 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from ragalign.audit import alignment
-from ragalign.audit.attribution import estimate, members, plan_masks, subset_value
+from ragalign.audit import alignment, shapley
+from ragalign.audit.shapley import Plan, members
 from ragalign.core.metrics import bootstrap_ci, minimum_detectable_difference
 from ragalign.core.rag import build_prompt, clean_answer
 
 VALUES = ("support", "utility")
+
+
+def plan_masks(k: int, max_exact_subsets: int, n_evaluations: int, seed: int, estimator: str = "pmcshap") -> tuple[str, list[int], Plan]:
+    """(method, coalitions to evaluate, plan) for ``estimate``: exact when 2^k <= max_exact_subsets,
+    else ``estimator`` (a ``shapley.make_estimator`` spec) with at most ``n_evaluations`` coalitions."""
+    method = "exact" if (1 << k) <= max_exact_subsets else estimator
+    plan = shapley.make_estimator(method).plan(k, n_evaluations, np.random.default_rng(seed))
+    return method, list(plan.masks), plan
+
+
+def estimate(method: str, values: Mapping[int, float], k: int, plan: Plan, seed: int) -> np.ndarray:
+    """Shapley values of one game from the values of ``plan``'s coalitions (``k`` must match the plan)."""
+    if plan.k != k:
+        raise ValueError(f"a plan for {plan.k} players used for {k}")
+    return shapley.make_estimator(method).estimate(values, plan, np.random.default_rng(seed + 1))
+
+
+def subset_value(token_logprobs: Sequence[float], value: str = "prob") -> float:
+    """Mean token probability (``prob``) or mean token log-probability (``logprob``) of an answer."""
+    lp = np.asarray(token_logprobs, dtype=float)
+    if value == "prob":
+        return float(np.exp(lp).mean())
+    if value == "logprob":
+        return float(lp.mean())
+    raise ValueError(f"unknown value {value!r} (prob | logprob)")
 
 
 @dataclass(frozen=True)
@@ -97,6 +125,24 @@ def build_games(
 
 def subset_prompt(game: AuditGame, mask: int) -> str:
     return build_prompt(game.question, [game.texts[i] for i in members(mask, game.k)])
+
+
+def per_answer(
+    token_logprobs: Callable[[list[str], list[str]], list[list[float]]],
+) -> Callable[[list[str], list[list[str]]], list[list[list[float]]]]:
+    """A ``score`` for ``game_values`` from a flat ``(prompts, answers) -> [pair][token]`` scorer
+    (``LM.token_logprobs``, ``LM._token_logprobs``): one call on every (prompt, answer) pair, in
+    order, regrouped as ``[prompt][answer][token]``."""
+
+    def score(prompts: list[str], answers: list[list[str]]) -> list[list[list[float]]]:
+        flat = token_logprobs([p for p, ans in zip(prompts, answers, strict=True) for _ in ans], [a for ans in answers for a in ans])
+        out, at = [], 0
+        for ans in answers:
+            out.append(flat[at : at + len(ans)])
+            at += len(ans)
+        return out
+
+    return score
 
 
 def game_values(

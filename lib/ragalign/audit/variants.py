@@ -18,7 +18,7 @@ import pandas as pd
 
 from ragalign.core import artifacts
 from ragalign.core.artifacts import Artifact
-from ragalign.core.metrics import bootstrap_ci
+from ragalign.core.rag import summarise
 
 Kind = Literal["bm25", "bi-encoder", "cross-encoder"]
 
@@ -81,16 +81,11 @@ def top_k(variant: Variant, qids: Sequence[str], k: int, root: str | Path = ".")
     return {q: list(ranked[q][:k]) for q in qids}
 
 
-def answer_quality(variant: Variant, n_boot: int, seed: int, root: str | Path = ".") -> dict[str, float] | None:
-    """EM/F1 (means and 95% bootstrap intervals) of the variant's answers on the test split, or None if not (yet) there."""
+def answer_quality(variant: Variant, n_boot: int, seed: int, root: str | Path = ".") -> dict | None:
+    """EM, F1 and gold log-prob (means and 95% bootstrap intervals, :func:`rag.summarise`) of the
+    variant's answers on the test split, or None if not (yet) there."""
     if not variant.answers.exists(root):
         return None
     table = variant.answers.read(root)
     rows = table[table.variant == variant.name]
-    if rows.empty:
-        return None
-    out: dict[str, float] = {"n": len(rows)}
-    for metric in ("em", "f1"):
-        ci = bootstrap_ci(rows[metric].to_numpy(dtype=float), n_boot, seed)
-        out.update({metric: ci["mean"], f"{metric}_lo": ci["lo"], f"{metric}_hi": ci["hi"]})
-    return out
+    return summarise(rows, n_boot, seed)[variant.name] if len(rows) else None

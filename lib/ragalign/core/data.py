@@ -204,6 +204,16 @@ def load_questions(split: str | None = None, root: str | Path = ".") -> pd.DataF
     return df if split is None else df[df.split == split].reset_index(drop=True)
 
 
+def train_test(questions: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The train and the test questions of :func:`load_questions` (rows as they are, index kept)."""
+    return questions[questions.split == "train"], questions[questions.split == "test"]
+
+
+def load_splits(root: str | Path = ".") -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(train questions, test questions, passages): what a training stage starts from."""
+    return (*train_test(load_questions(root=root)), load_passages(root))
+
+
 def load_passages(root: str | Path = ".") -> pd.DataFrame:
     """The prepared passage corpus (``artifacts.PASSAGES``)."""
     return artifacts.PASSAGES.read(root)

@@ -1,4 +1,4 @@
-"""Cross-encoder rerankers and the one listwise trainer every reranker in the study uses.
+"""Cross-encoder rerankers and their listwise training (on the study's one trainer, ``core.training``).
 
 Every reranker (the relevance baseline, the GainRAG selector, the RADIO reranker) **starts from the
 ranking it re-ranks**: its score is the stage-02 dense similarity, scaled by
@@ -15,7 +15,6 @@ distillation. Only the targets differ between methods, so the budget is the same
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from ragalign.core.io import write_json
 from ragalign.core.models import device, load_encoder, load_encoder_tokenizer
 from ragalign.core.retrieval import DenseEncoder
-from ragalign.core.seed import seed_everything
+from ragalign.core.training import batched_mean, fit
 
 if TYPE_CHECKING:
     from ragalign.core.params import TrainingParams
@@ -174,15 +173,6 @@ class CrossEncoder:
         return cls(name, max_length, path=path, **config)
 
 
-def split_groups(groups: Sequence[Group], val_fraction: float, seed: int) -> tuple[list[Group], list[Group]]:
-    """Seeded train/validation split of groups by question."""
-    qids = sorted({g.qid for g in groups})
-    rng = random.Random(seed)
-    rng.shuffle(qids)
-    val = set(qids[: max(1, round(len(qids) * val_fraction))]) if len(qids) > 1 else set()
-    return [g for g in groups if g.qid not in val], [g for g in groups if g.qid in val]
-
-
 def _group_loss(model: CrossEncoder, groups: Sequence[Group]) -> torch.Tensor:
     sizes = {len(g.passages) for g in groups}
     assert len(sizes) == 1, "groups in a batch must have one size"
@@ -192,15 +182,6 @@ def _group_loss(model: CrossEncoder, groups: Sequence[Group]) -> torch.Tensor:
     scores = model.logits(queries, passages).view(len(groups), size)
     target = torch.tensor([g.target for g in groups], dtype=scores.dtype, device=scores.device)
     return kl_listwise_loss(scores, target)
-
-
-@torch.no_grad()
-def _eval_loss(model: CrossEncoder, groups: Sequence[Group], batch_size: int) -> float:
-    model.model.eval()
-    if not groups:
-        return float("nan")
-    losses = [_group_loss(model, groups[s : s + batch_size]).item() * len(groups[s : s + batch_size]) for s in range(0, len(groups), batch_size)]
-    return sum(losses) / len(groups)
 
 
 def train_listwise(
@@ -216,53 +197,23 @@ def train_listwise(
     desc: str = "train",
     autocast: bool = False,
 ) -> pd.DataFrame:
-    """Train ``model`` in place on groups; returns the curve (step, epoch, split, loss).
-
-    AdamW with 10% linear warm-up and linear decay; ``autocast`` runs the training forwards and
-    backwards in bf16 autocast (weights, optimiser and the validation loss stay float32). The validation loss is measured
-    ``evals_per_epoch`` times an epoch; the weights with the lowest one are kept (the
-    untrained model counts), so a method cannot end worse on validation than where it started.
-    """
-    seed_everything(seed)
-    train, val = split_groups(groups, val_fraction, seed)
-    optimiser = torch.optim.AdamW(model.model.parameters(), lr=lr, weight_decay=0.01)
-    steps_per_epoch = max(1, -(-len(train) // batch_size))
-    total = epochs * steps_per_epoch
-    warmup = max(1, total // 10)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: min(1.0, (step + 1) / warmup) * max(0.0, 1 - step / total))
-    eval_steps = {round(steps_per_epoch * (i + 1) / evals_per_epoch) for i in range(evals_per_epoch)}
-    rng = random.Random(seed)
-
-    def evaluate(step: int, epoch: int) -> None:
-        nonlocal best
-        loss = _eval_loss(model, val, 32)
-        curve.append({"step": step, "epoch": epoch, "split": "val", "loss": loss})
-        if best is None or not val or loss < best[0]:
-            best = (loss, {k: v.detach().clone() for k, v in model.model.state_dict().items()})
-        model.model.train()
-
-    curve: list[dict] = []
-    best: tuple[float, dict] | None = None
-    evaluate(0, 0)
-    step = 0
-    for epoch in range(1, epochs + 1):
-        order = list(train)
-        rng.shuffle(order)
-        for i, start in enumerate(tqdm(range(0, len(order), batch_size), desc=f"{desc} epoch {epoch}", mininterval=10), start=1):
-            with torch.autocast(device_type=device(), dtype=torch.bfloat16, enabled=autocast):
-                loss = _group_loss(model, order[start : start + batch_size])
-            optimiser.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.model.parameters(), 1.0)
-            optimiser.step()
-            schedule.step()
-            step += 1
-            curve.append({"step": step, "epoch": epoch, "split": "train", "loss": loss.item()})
-            if i in eval_steps:
-                evaluate(step, epoch)
-    model.model.load_state_dict(best[1])
-    model.model.eval()
-    return pd.DataFrame(curve)
+    """Train ``model`` in place on groups with the study's one trainer (:func:`ragalign.core.training.fit`):
+    the listwise KL loss, a seeded shuffle each epoch, the held-out loss ``evals_per_epoch`` times an
+    epoch; returns the curve (step, epoch, split, loss)."""
+    return fit(
+        model.model,
+        groups,
+        lambda batch: _group_loss(model, batch),
+        lambda held_out: batched_mean(lambda batch: _group_loss(model, batch), held_out),
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        val_fraction=val_fraction,
+        seed=seed,
+        evals_per_epoch=evals_per_epoch,
+        autocast=autocast,
+        desc=desc,
+    )
 
 
 def train_reranker(encoder: str, groups: Sequence[Group], budget: TrainingParams, desc: str, prior_max_length: int = 128) -> tuple[CrossEncoder, pd.DataFrame]:
@@ -310,8 +261,6 @@ def rerank(
     df["rank"] = df.groupby("qid").cumcount()
     df["method"] = method
     return df[["qid", "rank", "pid", "score", "method"]].reset_index(drop=True)
-
-
 
 
 def relevance_groups(

@@ -27,6 +27,11 @@ def corpus_strings(passages: pd.DataFrame) -> list[str]:
     return [passage_string(t, x) for t, x in zip(passages.title, passages.text, strict=True)]
 
 
+def passage_texts(passages: pd.DataFrame) -> dict[str, str]:
+    """pid -> the passage as retriever input (:func:`corpus_strings`)."""
+    return dict(zip(passages.pid, corpus_strings(passages), strict=True))
+
+
 def to_ranking(qids: Sequence[str], indices: np.ndarray, scores: np.ndarray, pids: Sequence[str], method: str) -> pd.DataFrame:
     """A ranking table from per-question index and score arrays [n_questions, k]."""
     n, k = indices.shape

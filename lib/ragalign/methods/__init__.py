@@ -1,1 +1,1 @@
-"""The alignment methods the study compares: GainRAG (gain), RADIO (rationale), FiGRet (figret)."""
+"""The alignment methods the study compares: GainRAG (gainrag), RADIO (rationale), FiGRet (figret)."""

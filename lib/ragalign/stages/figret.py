@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ragalign.core import artifacts
-from ragalign.core.data import load_passages, load_questions
+from ragalign.core.data import load_splits
 from ragalign.core.lm import LM
 from ragalign.core.metrics import paired_difference
 from ragalign.core.params import Params
@@ -16,7 +16,10 @@ from ragalign.core.rag import PassageStore, answer_questions, build_cost, summar
 from ragalign.core.retrieval import DenseEncoder, corpus_strings, dense_search, retrieval_quality, to_ranking, top_pids
 from ragalign.core.seed import seed_everything
 from ragalign.core.validity import chance_gate, ranker_gate
-from ragalign.methods import figret as fg
+from ragalign.methods.figret.examples import examples_table
+from ragalign.methods.figret.judge import judge_auc
+from ragalign.methods.figret.rounds import round_table, run_ablations, run_rounds
+from ragalign.methods.figret.training import search_pool
 
 
 @dataclass
@@ -47,8 +50,7 @@ class Result:
 def run(P: Params) -> Result:
     F = P.figret
     seed_everything(P.training.seed)
-    questions, passages = load_questions(), load_passages()
-    train, test = questions[questions.split == "train"], questions[questions.split == "test"]
+    train, test, passages = load_splits()
     corpus = corpus_strings(passages)
     passage_text = dict(zip(passages.pid, corpus, strict=True))
     row_of = {p: i for i, p in enumerate(passages.pid)}
@@ -73,11 +75,11 @@ def run(P: Params) -> Result:
         return DenseEncoder(P.models.encoder, P.retrieval.max_length, autocast=P.retrieval.bf16_autocast)
 
     encoder = fresh_encoder()
-    base = fg.search_pool(encoder, test, test_pool, passage_text, P.retrieval.k, "figret", P.retrieval.encode_batch_size, pool_emb=passage_emb[[row_of[p] for p in test_pool]])
+    base = search_pool(encoder, test, test_pool, passage_text, P.retrieval.k, "figret", P.retrieval.encode_batch_size, pool_emb=passage_emb[[row_of[p] for p in test_pool]])
     q0 = retrieval_quality(base, test, ks)
     history = [{"round": 0, "split": "test (pool)", **q0}]
     history.append({"round": 0, "split": "train examined (pool)", **retrieval_quality(dense[dense.qid.isin(examined.qid)], examined, ks)})
-    rounds, later = fg.run_rounds(
+    rounds, later = run_rounds(
         lm,
         encoder,
         examined,
@@ -93,11 +95,11 @@ def run(P: Params) -> Result:
         train=train_kwargs,
     )
     history = pd.concat([pd.DataFrame(history), later], ignore_index=True)
-    examples = pd.concat([fg.examples_table(rd.examples) for rd in rounds], ignore_index=True)
+    examples = pd.concat([examples_table(rd.examples) for rd in rounds], ignore_index=True)
     judged = pd.concat([rd.passages.assign(round=rd.round) for rd in rounds], ignore_index=True)
     sets = pd.concat([rd.sets.assign(round=rd.round) for rd in rounds], ignore_index=True)
     curves = pd.concat([rd.curve.assign(round=rd.round) for rd in rounds], ignore_index=True)
-    auc = fg.judge_auc(judged)
+    auc = judge_auc(judged)
 
     # the final retriever on the whole corpus
     new_emb = encoder.embed(corpus, P.retrieval.encode_batch_size, desc="re-embed corpus")
@@ -118,14 +120,14 @@ def run(P: Params) -> Result:
     }
 
     if F.ablations:  # one round from the stage-02 weights on the round-1 examples, in the test pool
-        abl, _ = fg.run_ablations(fresh_encoder, rounds[0].examples, passage_text, test, test_pool, k=P.retrieval.k, ks=ks, encode_batch_size=P.retrieval.encode_batch_size, **train_kwargs)
+        abl, _ = run_ablations(fresh_encoder, rounds[0].examples, passage_text, test, test_pool, k=P.retrieval.k, ks=ks, encode_batch_size=P.retrieval.encode_batch_size, **train_kwargs)
         q1 = history[(history["round"] == 1) & (history.split == "test (pool)")].drop(columns=["round", "split"]).iloc[0].to_dict()
         ref = [{"variant": "stage-02 dense", **q0, "n_examples": 0}, {"variant": "dual curriculum, all objectives", **q1, "n_examples": len(rounds[0].examples)}]
         abl = pd.concat([pd.DataFrame(ref), abl], ignore_index=True)
     else:
         abl = pd.DataFrame(columns=["variant", *[f"recall@{k}" for k in ks], "mrr", "n_examples"])
 
-    per_round = fg.round_table(rounds)
+    per_round = round_table(rounds)
     encoder.save(artifacts.FIGRET_RETRIEVER.path)
     artifacts.FIGRET_RANKINGS.write(ranking)
     artifacts.FIGRET_ANSWERS.write(answers)

@@ -13,18 +13,15 @@ from ragalign.core.lm import LM
 from ragalign.core.params import Params
 from ragalign.core.rag import PassageStore
 from ragalign.core.seed import seed_everything
-from ragalign.methods.gain import (
+from ragalign.methods.gainrag.labels import (
     best_gain_summary,
     build_pairs,
     gain_labels,
-    generate_pseudo,
-    is_pseudo,
     planned_cost,
-    planned_generate_cost,
-    pseudo_prompt,
     score_pairs,
     spearman_per_question,
 )
+from ragalign.methods.gainrag.pseudo import generate_pseudo, is_pseudo, planned_generate_cost, pseudo_prompt
 
 
 @dataclass

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ragalign.core import artifacts
-from ragalign.core.data import load_passages, load_questions
+from ragalign.core.data import load_splits
 from ragalign.core.lm import LM
 from ragalign.core.metrics import paired_difference
 from ragalign.core.params import Params
 from ragalign.core.rag import PassageStore, answer_questions, build_cost, summarise
 from ragalign.core.rerank import relevance_groups, rerank, train_reranker
-from ragalign.core.retrieval import corpus_strings, retrieval_quality, top_pids
+from ragalign.core.retrieval import passage_texts, retrieval_quality, top_pids
 from ragalign.core.seed import seed_everything
 from ragalign.core.validity import difference_gate, loss_gate, ranker_gate
 
@@ -36,9 +36,8 @@ class Result:
 
 def run(P: Params) -> Result:
     seed_everything(P.training.seed)
-    questions, passages = load_questions(), load_passages()
-    train, test = questions[questions.split == "train"], questions[questions.split == "test"]
-    passage_text = dict(zip(passages.pid, corpus_strings(passages), strict=True))
+    train, test, passages = load_splits()
+    passage_text = passage_texts(passages)
     dense, bm25 = artifacts.DENSE.read(), artifacts.BM25.read()
     dense_candidates = top_pids(dense)
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ragalign.audit import alignment, attribution, games, variants
+from ragalign.audit import alignment, games, integrated_gradients, variants
 from ragalign.audit.coalitions import prefix_token_logprobs
 from ragalign.core import artifacts
 from ragalign.core.data import load_passages, load_questions
@@ -18,7 +18,7 @@ from ragalign.core.params import Params
 from ragalign.core.rag import PassageStore
 from ragalign.core.retrieval import passage_string
 from ragalign.core.seed import seed_everything
-from ragalign.methods import gain
+from ragalign.methods.gainrag import pseudo as gainrag_pseudo
 
 
 @dataclass
@@ -58,7 +58,7 @@ def explain_retrievers(audited, test: pd.DataFrame, tops: dict, text_of, P: Para
         if not v.differentiable or E.ig_questions == 0:
             continue
         length = P.retrieval.max_length if v.kind == "bi-encoder" else P.training.max_length
-        explain = attribution.retriever_explainer(v.kind, v.model.path if v.model else None, P.models.encoder, length, E.ig_steps, E.ig_baseline)
+        explain = integrated_gradients.retriever_explainer(v.kind, v.model.path if v.model else None, P.models.encoder, length, E.ig_steps, E.ig_baseline)
         for q in test.qid.tolist()[: E.ig_questions]:
             out[(v.name, q)] = explain(qtext[q], text_of(tops[v.name][q][0]))
     return out
@@ -77,15 +77,15 @@ def run(P: Params) -> Result:
     lm = LM.from_params(P.models)
     store = PassageStore(passages, lm, P.rag.max_passage_tokens)
     raw_text = {p.pid: passage_string(p.title, p.text) for p in passages.itertuples()}
-    pseudo = gain.pseudo_texts(artifacts.PSEUDO.read()) if any(v.name == "gainrag" for v in audited) else {}
+    pseudo = gainrag_pseudo.pseudo_texts(artifacts.PSEUDO.read()) if any(v.name == "gainrag" for v in audited) else {}
 
     def gen_text(pid: str) -> str:
         """A passage as the generator reads it (pseudo-passages as stage 05 passed them)."""
-        return lm.truncate(pseudo[pid], P.rag.max_passage_tokens) if gain.is_pseudo(pid) else store[pid]
+        return lm.truncate(pseudo[pid], P.rag.max_passage_tokens) if gainrag_pseudo.is_pseudo(pid) else store[pid]
 
     def ret_text(pid: str) -> str:
         """A passage as the retrievers read it."""
-        return pseudo[pid] if gain.is_pseudo(pid) else raw_text[pid]
+        return pseudo[pid] if gainrag_pseudo.is_pseudo(pid) else raw_text[pid]
 
     context_k = {"gainrag": P.selector.top_k, "radio": P.radio.top_k}
     tops = {v.name: variants.top_k(v, test.qid.tolist(), context_k.get(v.name, P.rag.top_k)) for v in audited}
@@ -111,7 +111,7 @@ def run(P: Params) -> Result:
             confusion[v.name] = alignment.rank_confusion([(tops[v.name][q], g) for q, g in zip(df.qid, df.gen, strict=True)], k)
 
     ig = explain_retrievers(audited, test, tops, ret_text, P)
-    ig_table = attribution.ig_summary(ig)
+    ig_table = integrated_gradients.ig_summary(ig)
     quality = {v.name: variants.answer_quality(v, P.rag.n_bootstrap, P.data.seed) for v in audited}
     missing = status[~status.available]
 

@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 
 from ragalign.core import artifacts
-from ragalign.core.data import load_passages, load_questions
+from ragalign.core.data import load_splits
 from ragalign.core.lm import LM
 from ragalign.core.metrics import paired_difference
 from ragalign.core.params import Params
 from ragalign.core.rag import PassageStore, answer_questions, build_cost, summarise
 from ragalign.core.rerank import rerank, train_reranker
-from ragalign.core.retrieval import DenseEncoder, corpus_strings, top_pids
+from ragalign.core.retrieval import DenseEncoder, passage_texts, top_pids
 from ragalign.core.seed import seed_everything
 from ragalign.core.validity import loss_gate, ranker_gate
 from ragalign.methods import rationale as radio
@@ -43,9 +43,8 @@ class Result:
 
 def run(P: Params) -> Result:
     seed_everything(P.training.seed)
-    questions, passages = load_questions(), load_passages()
-    train, test = questions[questions.split == "train"], questions[questions.split == "test"]
-    passage_text = dict(zip(passages.pid, corpus_strings(passages), strict=True))
+    train, test, passages = load_splits()
+    passage_text = passage_texts(passages)
     pid_row = {pid: i for i, pid in enumerate(passages.pid)}
     passage_emb, dense = artifacts.PASSAGE_EMB.read(), artifacts.DENSE.read()
     dense_k = dense[dense["rank"] < P.radio.k]

@@ -14,14 +14,14 @@ from ragalign.core.metrics import paired_difference
 from ragalign.core.params import Params
 from ragalign.core.rag import PassageStore, answer_questions, build_cost, summarise
 from ragalign.core.rerank import CrossEncoder, rerank, train_reranker
-from ragalign.core.retrieval import corpus_strings
+from ragalign.core.retrieval import passage_texts
 from ragalign.core.seed import seed_everything
 from ragalign.core.validity import loss_gate, ranker_gate
-from ragalign.methods.gain import (
+from ragalign.methods.gainrag.pseudo import pseudo_texts
+from ragalign.methods.gainrag.selector import (
     context_texts,
     drop_pseudo,
     pseudo_selection_rate,
-    pseudo_texts,
     selector_candidates,
     selector_groups,
     top_contexts,
@@ -59,7 +59,7 @@ def run(P: Params) -> Result:
     train = questions[questions.qid.isin(set(labels.qid))]
     # the selector reads passages as the stage-03 reranker does; pseudo-passages as generated
     pseudo_text = pseudo_texts(pseudo)
-    selector_text = dict(zip(passages.pid, corpus_strings(passages), strict=True)) | pseudo_text
+    selector_text = passage_texts(passages) | pseudo_text
 
     def train_selector(label_col: str, name: str):
         groups = selector_groups(labels, train, selector_text, P.training.group_size, P.training.seed, label_col=label_col, temperature=P.selector.temperature)

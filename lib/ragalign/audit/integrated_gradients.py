@@ -1,162 +1,18 @@
-"""Attribution for RAG-E: Integrated Gradients for retrievers, Shapley values of documents for the generator.
+"""Integrated Gradients for the retrievers of the RAG-E audit.
 
-Generator side. The players are the ``k`` documents a variant shows the generator; a coalition is
-a bitmask (bit ``i`` = the document at position ``i``). The value of a coalition is how strongly
-the generator still supports the answer it gave with all ``k`` documents when it sees only that
-subset, in the original order: the mean token probability (or log-probability) of that answer.
-The Shapley maths (estimators, exact values, convergence) lives in ``ragalign.audit.shapley`` and is
-re-exported here; this module holds the LLM game and the audit's entry points: ``plan_masks`` plans
-the coalitions of one estimator so that the LLM evaluates all of them in one batched call
-(``game_values``), ``estimate`` then only reads values. ``n_evaluations`` always counts distinct
-coalitions, the empty and the full one included.
-
-Retriever side. ``integrated_gradients`` attributes a bi-encoder cosine or a cross-encoder logit to
+``ig_bi_encoder`` and ``ig_cross_encoder`` attribute a bi-encoder cosine or a cross-encoder logit to
 the query and document tokens with captum's ``LayerIntegratedGradients`` on the word-embedding
 layer; the baseline replaces every non-special token by [UNK] (or [PAD], [MASK], a zero vector).
 """
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
-
-from ragalign.audit import shapley
-from ragalign.audit.shapley import (  # noqa: F401  (re-exported for compatibility)
-    ESTIMATORS,
-    Plan,
-    accuracy,
-    all_masks,
-    exact_shapley,
-    full_mask,
-    members,
-    permutation_masks,
-    permutation_shapley,
-    pmcshap,
-    pmcshap_masks,
-    shapley_kernel_weight,
-)
-
-# ---------------------------------------------------------------------------------------------
-# One entry point for the audit
-# ---------------------------------------------------------------------------------------------
-
-
-def plan_masks(k: int, max_exact_subsets: int, n_evaluations: int, seed: int, estimator: str = "pmcshap") -> tuple[str, list[int], Plan]:
-    """(method, coalitions to evaluate, plan) for ``estimate``: exact when 2^k <= max_exact_subsets,
-    else ``estimator`` (a ``shapley.make_estimator`` spec) with at most ``n_evaluations`` coalitions."""
-    method = "exact" if (1 << k) <= max_exact_subsets else estimator
-    plan = shapley.make_estimator(method).plan(k, n_evaluations, np.random.default_rng(seed))
-    return method, list(plan.masks), plan
-
-
-def estimate(method: str, values: Mapping[int, float], k: int, plan: Plan, seed: int) -> np.ndarray:
-    """Shapley values of one game from the values of ``plan``'s coalitions (``k`` must match the plan)."""
-    if plan.k != k:
-        raise ValueError(f"a plan for {plan.k} players used for {k}")
-    return shapley.make_estimator(method).estimate(values, plan, np.random.default_rng(seed + 1))
-
-
-# ---------------------------------------------------------------------------------------------
-# The generator game: subset prompts and their values
-# ---------------------------------------------------------------------------------------------
-
-
-def subset_value(token_logprobs: Sequence[float], value: str = "prob") -> float:
-    """Mean token probability (``prob``) or mean token log-probability (``logprob``) of an answer."""
-    lp = np.asarray(token_logprobs, dtype=float)
-    if value == "prob":
-        return float(np.exp(lp).mean())
-    if value == "logprob":
-        return float(lp.mean())
-    raise ValueError(f"unknown value {value!r} (prob | logprob)")
-
-
-@dataclass(frozen=True)
-class Game:
-    """One generator game: a question, its k passages in the order shown, the answer to support."""
-
-    key: tuple
-    question: str
-    ids: tuple[str, ...]
-    texts: tuple[str, ...]
-    answer: str
-    masks: tuple[int, ...]
-
-
-def game_values(
-    games: Sequence[Game],
-    token_logprobs: Callable[[list[str], list[str]], list[list[float]]],
-    build_prompt: Callable[[str, Sequence[str]], str],
-    value: str = "prob",
-) -> list[dict[int, float]]:
-    """Values of every planned coalition of every game, from ONE batched call of ``token_logprobs``.
-
-    Identical (prompt, answer) pairs across games are scored once (the LM cache deduplicates too).
-    """
-    index: dict[tuple[str, str], int] = {}
-    prompts: list[str] = []
-    answers: list[str] = []
-    refs: list[list[tuple[int, int]]] = []
-    for g in games:
-        k = len(g.texts)
-        row = []
-        for m in g.masks:
-            prompt = build_prompt(g.question, [g.texts[i] for i in members(m, k)])
-            pos = index.setdefault((prompt, g.answer), len(prompts))
-            if pos == len(prompts):
-                prompts.append(prompt)
-                answers.append(g.answer)
-            row.append((m, pos))
-        refs.append(row)
-    scores = token_logprobs(prompts, answers) if prompts else []
-    vals = [subset_value(s, value) for s in scores]
-    return [{m: vals[pos] for m, pos in row} for row in refs]
-
-
-# ---------------------------------------------------------------------------------------------
-# Convergence of the Monte-Carlo estimators against exact Shapley values
-# ---------------------------------------------------------------------------------------------
-
-
-def convergence(
-    values: Mapping[int, float], k: int, budgets: Sequence[int], repeats: int, seed: int, n_fits: int = 100, fit_pairs: int = 4
-) -> pd.DataFrame:
-    """Error of PMCSHAP and permutation sampling vs exact Shapley as a function of evaluations.
-
-    ``values`` holds all 2^k coalitions (computed once); the Monte-Carlo estimators only sample among
-    them. One row per (method, budget, repeat): evaluations actually used, Spearman, max abs error.
-    ``pmcshap_allpairs`` is the same kernel regression fitted once on all sampled pairs (no subsampling),
-    to separate the cost of RAG-E's small-subsample averaging from that of sampling coalitions. One
-    generator per (budget, repeat) runs through the three in turn (the stage's published draws);
-    ``shapley.convergence`` compares any estimators, each with its own generator.
-    """
-    exact = exact_shapley(values, k)
-    pmc = shapley.PMCShap(n_fits=n_fits, fit_pairs=fit_pairs)
-    runs = (("pmcshap", pmc), ("pmcshap_allpairs", shapley.PMCShap(n_fits=1, fit_pairs=None)), ("permutation", shapley.Permutation()))
-    rows = []
-    for budget, rep in itertools.product(budgets, range(repeats)):
-        rng = np.random.default_rng([seed, budget, rep])
-        pmc_plan = pmc.plan(k, budget, rng)  # both PMCSHAP fits share one sample of pairs
-        for method, est in runs:
-            plan = pmc_plan if isinstance(est, shapley.PMCShap) else est.plan(k, budget, rng)
-            acc = accuracy(est.estimate(values, plan, rng), exact, tie_decimals=None)  # raw ranks, as published
-            rows.append({"method": method, "budget": budget, "repeat": rep, "evaluations": len(plan.masks), "spearman": acc["spearman"], "max_abs_error": acc["max_abs_error"]})
-    return pd.DataFrame(rows)
-
-
-def evaluations_to_reach(curve: pd.DataFrame, threshold: float = 0.95) -> dict[str, int | None]:
-    """Smallest budget whose mean Spearman (over repeats and questions) reaches ``threshold``, per method."""
-    return shapley.evaluations_to_reach(curve, threshold, by="method", stat="mean")
-
-
-# ---------------------------------------------------------------------------------------------
-# Integrated Gradients for retrievers
-# ---------------------------------------------------------------------------------------------
 
 
 class ZeroableEmbedding(torch.nn.Module):
@@ -313,13 +169,3 @@ def ig_cross_encoder(model: torch.nn.Module, tokenizer, query: str, doc: str, ma
     # the first [SEP] closes the query segment
     sep = tokens.index(tokenizer.sep_token) + 1 if tokenizer.sep_token in tokens else len(tokens)
     return TokenAttribution(tokens[:sep], attr[:sep], tokens[sep:], attr[sep:], score, base_score)
-
-
-def shapley_table(games: Sequence[Game], values: Sequence[Mapping[int, float]], method: str, plan: object, seed: int) -> pd.DataFrame:
-    """One row per game: its key, the ids in the order shown, Shapley values, v(empty), v(all)."""
-    rows = []
-    for g, vals in zip(games, values, strict=True):
-        k = len(g.ids)
-        phi = estimate(method, vals, k, plan, seed)
-        rows.append({"key": g.key, "ids": list(g.ids), "shapley": [round(float(x), 6) for x in phi], "v_empty": vals[0], "v_full": vals[full_mask(k)], "method": method})
-    return pd.DataFrame(rows)

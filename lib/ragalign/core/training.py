@@ -1,0 +1,134 @@
+"""The one trainer of the study: every learned component goes through :func:`fit`.
+
+The rerankers (relevance baseline, GainRAG selector, RADIO) and FiGRet's bi-encoder differ in their
+model, their training items and their loss; the optimisation is shared, so no method gets a better
+optimiser than another:
+
+- a seeded split of the items **by question** (:func:`split_groups`): held-out questions are never
+  trained on;
+- AdamW (weight decay 0.01), 10% linear warm-up, then linear decay to 0, gradients clipped to norm 1;
+- optionally bf16 autocast for the training forwards and backwards (weights, optimiser state and
+  the validation loss stay float32; ``bench/train_precision.py``);
+- the held-out loss measured before training and ``evals_per_epoch`` times an epoch; the weights
+  with the lowest one are kept, the untrained ones included, so a component can only move away
+  from its start where that helped on held-out questions.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar
+
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from ragalign.core.models import device
+from ragalign.core.seed import seed_everything
+
+
+class HasQid(Protocol):
+    qid: str
+
+
+T = TypeVar("T", bound=HasQid)
+
+
+def split_groups(items: Sequence[T], val_fraction: float, seed: int) -> tuple[list[T], list[T]]:
+    """Seeded train/validation split of training items by question (``item.qid``)."""
+    qids = sorted({g.qid for g in items})
+    rng = random.Random(seed)
+    rng.shuffle(qids)
+    val = set(qids[: max(1, round(len(qids) * val_fraction))]) if len(qids) > 1 else set()
+    return [g for g in items if g.qid not in val], [g for g in items if g.qid in val]
+
+
+def fit(
+    module: torch.nn.Module,
+    items: Sequence[T],
+    loss: Callable[[Sequence[T]], torch.Tensor],
+    val_loss: Callable[[Sequence[T]], float],
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    val_fraction: float,
+    seed: int,
+    order: Callable[[list[T], int], list[T]] | None = None,
+    evals_per_epoch: int = 1,
+    autocast: bool = False,
+    desc: str = "train",
+) -> pd.DataFrame:
+    """Train ``module`` in place on ``items``; returns the curve (step, epoch, split, loss).
+
+    ``loss(batch)`` is the training loss of ``batch_size`` consecutive items (it runs the module);
+    ``val_loss(items)`` the mean held-out loss (NaN for none). ``order(train, epoch)`` gives an
+    epoch's item order (default: a seeded shuffle, one generator for the whole run). Ends with the
+    best held-out weights loaded and the module in eval mode.
+    """
+    seed_everything(seed)
+    train, val = split_groups(items, val_fraction, seed)
+    if order is None:
+        rng = random.Random(seed)
+
+        def order(items: list[T], epoch: int) -> list[T]:
+            out = list(items)
+            rng.shuffle(out)
+            return out
+
+    curve: list[dict] = []
+    best: tuple[float, dict] | None = None
+
+    def evaluate(step: int, epoch: int) -> None:
+        nonlocal best
+        module.eval()
+        with torch.no_grad():
+            value = val_loss(val)
+        curve.append({"step": step, "epoch": epoch, "split": "val", "loss": value})
+        if best is None or not val or value < best[0]:
+            best = (value, {k: v.detach().clone() for k, v in module.state_dict().items()})
+        module.train()
+
+    evaluate(0, 0)
+    if train:
+        params = [p for p in module.parameters() if p.requires_grad]
+        optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+        steps_per_epoch = -(-len(train) // batch_size)
+        total = epochs * steps_per_epoch
+        warmup = max(1, total // 10)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimiser, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, 1 - s / total)
+        )
+        eval_steps = {round(steps_per_epoch * (i + 1) / evals_per_epoch) for i in range(evals_per_epoch)}
+        step = 0
+        for epoch in range(1, epochs + 1):
+            ordered = order(list(train), epoch)
+            for i, start in enumerate(
+                tqdm(range(0, len(ordered), batch_size), desc=f"{desc} epoch {epoch}", mininterval=10), start=1
+            ):
+                with torch.autocast(device_type=device(), dtype=torch.bfloat16, enabled=autocast):
+                    value = loss(ordered[start : start + batch_size])
+                optimiser.zero_grad()
+                value.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                optimiser.step()
+                schedule.step()
+                step += 1
+                curve.append({"step": step, "epoch": epoch, "split": "train", "loss": value.item()})
+                if i in eval_steps:
+                    evaluate(step, epoch)
+    module.load_state_dict(best[1])
+    module.eval()
+    return pd.DataFrame(curve)
+
+
+def batched_mean(loss: Callable[[Sequence[T]], torch.Tensor], items: Sequence[T], batch_size: int = 32) -> float:
+    """The mean of a batch-mean ``loss`` over ``items`` in batches (NaN for none), weighted by batch size."""
+    if not items:
+        return float("nan")
+    total = sum(
+        loss(items[s : s + batch_size]).item() * len(items[s : s + batch_size])
+        for s in range(0, len(items), batch_size)
+    )
+    return total / len(items)
