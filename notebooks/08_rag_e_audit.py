@@ -38,13 +38,11 @@ radio: dict = {}
 rag_e: dict = {}
 
 # %%
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 from IPython.display import Markdown
 
-from ragalign.audit import figures, variants
+from ragalign.audit import figures
 from ragalign.core import params, plots
 from ragalign.stages import rag_e_audit as stage
 
@@ -54,7 +52,6 @@ plots.setup()
 r = stage.run(P)
 test, audited, tops, summary, paired, utility, gain_link, ig, ig_table = r.test, r.audited, r.tops, r.summary, r.paired, r.utility, r.gain_link, r.ig, r.ig_table
 p_mid = stage.mid_p(E.warg_p)
-qtext = dict(zip(test.qid, test.question, strict=True))
 
 
 def fmt(ci: dict) -> str:
@@ -133,15 +130,7 @@ pd.DataFrame(
 ).T
 
 # %%
-multi = r.rows[(r.rows.order == "original") & (r.rows.k >= 3)]
-if not multi.empty:
-    pairs = pd.DataFrame({"single-document gain": np.concatenate(multi.utility_single.to_numpy()), "Shapley value in context": np.concatenate(multi.utility_shapley.to_numpy())})
-    fig, ax = plt.subplots(figsize=(5.5, 4.2))
-    sns.scatterplot(pairs, x="single-document gain", y="Shapley value in context", s=10, alpha=0.4, ax=ax)
-    lim = [pairs.min().min(), pairs.max().max()]
-    ax.plot(lim, lim, color="grey", ls=":", lw=1)
-    ax.set(title=f"Gain alone vs in context (Spearman {gain_link['spearman_pooled']:.2f}; dotted: equal)")
-    plots.save(fig, "figures/rag_e_gain_vs_shapley.png")
+_ = figures.gain_vs_shapley_figure(r.rows, gain_link["spearman_pooled"], "figures/rag_e_gain_vs_shapley.png")
 
 # %% [markdown]
 # ## Rank against rank
@@ -175,19 +164,8 @@ _ = figures.warg_figure(summary, E.warg_p, P.rag.top_k, "figures/rag_e_warg.png"
 ig_table.round(4) if not ig_table.empty else Markdown("No differentiable variant available.")
 
 # %%
-ig_variants = sorted({v for v, _ in ig}, key=[x.name for x in variants.VARIANTS].index)
-if ig_variants:
-    q0 = test.qid.iloc[0]
-    fig, axes = plt.subplots(len(ig_variants), 2, figsize=(13, 2.6 * len(ig_variants)), squeeze=False, gridspec_kw={"width_ratios": [1, 1.6]})
-    for row, v in zip(axes, ig_variants, strict=True):
-        t = ig[(v, q0)]
-        qt, dt = t.content_tokens("query"), sorted(t.content_tokens("doc"), key=lambda x: -abs(x[1]))[:15]
-        for ax, toks, title in ((row[0], qt, f"{v}: query tokens"), (row[1], dt, f"{v}: top-15 document tokens by |IG|")):
-            ax.bar(range(len(toks)), [a for _, a in toks], color=["tab:blue" if a >= 0 else "tab:red" for _, a in toks])
-            ax.set_xticks(range(len(toks)), [w for w, _ in toks], rotation=60, ha="right", fontsize=8)
-            ax.set(title=title, ylabel="IG attribution")
-    fig.suptitle(f"Q: {qtext[q0][:110]}", fontsize=10)
-    plots.save(fig, "figures/rag_e_ig_tokens.png")
+ig_variants = [v.name for v in audited if any(key[0] == v.name for key in ig)]
+_ = figures.ig_token_figure(ig, ig_variants, test.qid.iloc[0], test.question.iloc[0], "figures/rag_e_ig_tokens.png")
 
 # %% [markdown]
 # ## The audit table
@@ -196,27 +174,7 @@ if ig_variants:
 # log-likelihood with all its documents (utility) and the EM/F1 of its answers.
 
 # %%
-def mean_of(v: str, order: str, key: str) -> float | None:
-    return summary[(v, order)][key]["mean"] if (v, order) in summary else None
-
-
-pd.DataFrame(
-    [
-        {
-            "variant": v.name,
-            "documents": utility[v.name]["k"],
-            "gold log-prob (all documents)": utility[v.name]["utility_full"]["mean"],
-            "F1": (r.quality[v.name] or {}).get("f1"),
-            f"WARG@{p_mid:g}": mean_of(v.name, "original", f"warg_truncated@{p_mid:g}"),
-            f"WARG_ext@{p_mid:g}": mean_of(v.name, "original", f"warg_ext@{p_mid:g}"),
-            "wasted": mean_of(v.name, "original", "wasted"),
-            "noise": mean_of(v.name, "original", "noise"),
-            "wasted (shuffled)": mean_of(v.name, "shuffled", "wasted"),
-            "noise (shuffled)": mean_of(v.name, "shuffled", "noise"),
-        }
-        for v in audited
-    ]
-).set_index("variant")
+r.audit_table
 
 # %% tags=["findings"]
 orig = {v: s for (v, order), s in summary.items() if order == "original"}

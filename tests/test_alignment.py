@@ -100,3 +100,37 @@ def test_warg_figure_draws_each_variant_form_and_the_floor_in_both_orders(tmp_pa
     for ax in grid.axes.flat:
         floor = [line for line in ax.lines if line.get_label() == "floor p^5"]
         assert len(floor) == 1 and list(floor[0].get_ydata()) == [p**5 for p in ps]
+
+
+def test_gain_vs_shapley_figure_plots_every_document_of_multi_document_games(tmp_path):
+    import pandas as pd
+
+    from ragalign.audit import figures
+
+    rows = pd.DataFrame(
+        {
+            "order": ["original", "original", "shuffled"],
+            "k": [3, 1, 3],
+            "utility_single": [[0.1, 0.2, -0.1], [0.3], [9.0, 9.0, 9.0]],
+            "utility_shapley": [[0.2, 0.1, 0.0], [0.3], [9.0, 9.0, 9.0]],
+        }
+    )
+    fig = figures.gain_vs_shapley_figure(rows, 0.5, tmp_path / "g.png")
+    assert (tmp_path / "g.png").exists()
+    (points,) = fig.axes[0].collections
+    assert sorted(map(tuple, points.get_offsets().tolist())) == [(-0.1, 0.0), (0.1, 0.2), (0.2, 0.1)]  # only the original 3-document game
+    assert figures.gain_vs_shapley_figure(rows[rows.k == 1], 0.5, tmp_path / "none.png") is None
+
+
+def test_ig_token_figure_shows_query_tokens_and_the_top_document_tokens(tmp_path):
+    import numpy as np
+
+    from ragalign.audit import figures
+    from ragalign.audit.integrated_gradients import TokenAttribution
+
+    t = TokenAttribution(["[CLS]", "who", "?", "[SEP]"], np.array([0.0, 0.5, -0.1, 0.0]), ["a", "b", "c", "[SEP]"], np.array([0.3, -0.9, 0.1, 0.0]), 1.0, 0.2)
+    fig = figures.ig_token_figure({("dense", "q"): t}, ["dense"], "q", "Who?", tmp_path / "ig.png", top=2)
+    query_ax, doc_ax = fig.axes
+    assert [x.get_text() for x in query_ax.get_xticklabels()] == ["who", "?"]
+    assert [x.get_text() for x in doc_ax.get_xticklabels()] == ["b", "a"]  # by |IG|, special tokens dropped
+    assert figures.ig_token_figure({}, [], "q", "Who?", tmp_path / "none.png") is None

@@ -170,3 +170,18 @@ def test_build_games_scores_each_variants_own_cleaned_answer_with_a_shuffled_con
     ]  # a one-document game has no other order
     assert gs[0].own_answer == "p1" and gs[2].gold_answers == ("a2", "b2")
     assert sorted(gs[1].ids) == sorted(gs[0].ids) and gs[1].ids == tuple(audit.shuffled("q1", ["p1", "p2", "p3"], 0))
+
+
+def test_audit_table_has_a_row_per_variant_and_leaves_unmeasured_cells_empty():
+    from types import SimpleNamespace
+
+    from ragalign.stages.rag_e_audit import audit_table
+
+    ci = {"mean": 0.4, "lo": 0.3, "hi": 0.5}
+    block = {"warg_truncated@0.7": ci, "warg_ext@0.7": ci, "wasted": ci, "noise": {"mean": 0.6}}
+    utility = {"dense": {"k": 5, "utility_full": {"mean": -1.0}}, "gainrag": {"k": 1, "utility_full": {"mean": -2.0}}}
+    quality = {"dense": {"f1": {"mean": 0.3}}, "gainrag": None}
+    table = audit_table([SimpleNamespace(name="dense"), SimpleNamespace(name="gainrag")], utility, quality, {("dense", "original"): block}, 0.7)
+    assert list(table.index) == ["dense", "gainrag"]
+    assert table.loc["dense", ["documents", "F1", "WARG@0.7", "noise"]].tolist() == [5, 0.3, 0.4, 0.6]
+    assert table.loc["gainrag", ["WARG@0.7", "wasted (shuffled)", "F1"]].isna().all()

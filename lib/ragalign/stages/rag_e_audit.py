@@ -43,6 +43,7 @@ class Result:
     ig_table: pd.DataFrame
     quality: dict  # variant -> EM/F1 of its answers
     metrics: dict  # results/metrics/rag_e.json
+    audit_table: pd.DataFrame  # per variant: gold log-prob, F1, WARG and failure rates in both orders
 
 
 def mid_p(ps: list[float]) -> float:
@@ -145,7 +146,34 @@ def run(P: Params) -> Result:
     return Result(
         test, status, audited, tops, len(audit_games), metrics["config"]["shuffled_questions"], plans, n_distinct, evaluations,
         rows, align, summary, paired, utility, gain_link, confusion, ig, ig_table, quality, metrics,
+        audit_table(audited, utility, quality, summary, mid_p(E.warg_p)),
     )
+
+
+def audit_table(audited, utility: dict, quality: dict, summary: dict, p: float) -> pd.DataFrame:
+    """One row per audited variant: documents shown, gold log-prob with all of them, F1, WARG at ``p``
+    (both forms) and the failure rates in the original and shuffled orders (None where not measured)."""
+
+    def mean_of(v: str, order: str, key: str) -> float | None:
+        return summary[(v, order)][key]["mean"] if (v, order) in summary else None
+
+    return pd.DataFrame(
+        [
+            {
+                "variant": v.name,
+                "documents": utility[v.name]["k"],
+                "gold log-prob (all documents)": utility[v.name]["utility_full"]["mean"],
+                "F1": quality[v.name]["f1"]["mean"] if quality[v.name] else None,
+                f"WARG@{p:g}": mean_of(v.name, "original", f"warg_truncated@{p:g}"),
+                f"WARG_ext@{p:g}": mean_of(v.name, "original", f"warg_ext@{p:g}"),
+                "wasted": mean_of(v.name, "original", "wasted"),
+                "noise": mean_of(v.name, "original", "noise"),
+                "wasted (shuffled)": mean_of(v.name, "shuffled", "wasted"),
+                "noise (shuffled)": mean_of(v.name, "shuffled", "noise"),
+            }
+            for v in audited
+        ]
+    ).set_index("variant")
 
 
 def ig_block(ig_table: pd.DataFrame, variant: str) -> dict | None:
