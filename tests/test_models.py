@@ -112,3 +112,16 @@ def test_the_cache_lives_in_the_repository_root(monkeypatch):
     monkeypatch.delenv("RAGALIGN_CACHE", raising=False)
     root = Path(__file__).resolve().parents[1]
     assert cache_dir() == root / ".cache" / "ragalign"
+
+
+def test_an_encoder_checkpoint_saved_in_bf16_loads_in_float32(tmp_path):
+    """A researcher's own bf16 encoder must not reach the rerankers' float32 head in bf16."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from ragalign.core.models import load_encoder
+
+    config = BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, max_position_embeddings=32)
+    BertModel(config).to(torch.bfloat16).save_pretrained(tmp_path, safe_serialization=True)
+    model = load_encoder(str(tmp_path))
+    assert {p.dtype for p in model.parameters()} == {torch.float32}

@@ -195,7 +195,13 @@ def load_encoder_tokenizer(name: str):
 
 
 def load_encoder(name: str):
-    """A fresh bi-encoder backbone (AutoModel) on the chosen device; fresh because callers fine-tune it."""
+    """A fresh bi-encoder backbone (AutoModel) in float32 on the chosen device; fresh because callers fine-tune it.
+
+    float32 whatever the checkpoint's dtype: transformers 5 would otherwise keep a bf16 checkpoint in
+    bf16, and the rerankers' float32 score head, the optimiser and the embedding precision contract
+    (``retrieval.bf16_autocast``) all assume float32 weights.
+    """
+    import torch
     from transformers import AutoModel
 
-    return to_device(AutoModel.from_pretrained(resolve(name), **LOAD_KWARGS))
+    return to_device(AutoModel.from_pretrained(resolve(name), dtype=torch.float32, **LOAD_KWARGS))
