@@ -26,6 +26,8 @@ venv: $(VENV)/.installed
 study: venv
 	@echo "[make] checking params.yaml"
 	$(PY) -m ragalign.core.params check params.yaml
+	@echo "[make] what this machine will compute in, and how long a cold run takes here"
+	$(PY) -m ragalign.core.cost --params params.yaml
 	@echo "[make] pulling the benchmarks (dvc pull)"
 	dvc pull --quiet data.dvc
 	@echo "[make] running the pipeline (dvc repro)"
@@ -33,7 +35,7 @@ study: venv
 
 test: venv
 	@echo "[make] running the tests"
-	$(PY) -m pytest -q -ra
+	$(PY) -m pytest -q -ra --durations=15
 
 smoke: venv
 	@echo "[make] the whole pipeline on a tiny benchmark in a temporary copy (params.smoke.yaml)"

@@ -25,6 +25,7 @@ from roofline import gemm_peak, timed
 from ragalign.audit.games import AuditGame, game_values, per_answer
 from ragalign.audit.shapley import exact_shapley
 from ragalign.core.lm import LM
+from ragalign.core.numerics import host
 from ragalign.core.rag import build_prompt, clean_answer
 from ragalign.methods.gainrag.labels import Pair, compute_pair_scores, gain_label, perplexity
 
@@ -116,6 +117,7 @@ def write(out: str, runs: dict, peaks: dict, n_questions: int) -> None:
     result = {
         "device_names": {"cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
         "cpu_model": next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), None),
+        "host": host("cuda" if torch.cuda.is_available() else "cpu"),  # the CPU's model, family, capability, bf16 flags; the GPU
         "torch": torch.__version__,
         "cpu_threads": torch.get_num_threads(),
         "n_questions": n_questions,

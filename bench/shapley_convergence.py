@@ -32,6 +32,7 @@ import seaborn as sns
 from ragalign.audit import shapley
 from ragalign.core import plots
 from ragalign.core.io import write_json
+from ragalign.core.numerics import host
 
 BUDGETS = (16, 24, 32, 48, 64, 96, 128, 256, 512)
 ESTIMATORS = ("permutation", "permutation:antithetic=true", "pmcshap", "kernelshap", "leverageshap")
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     tables = [read_table(p) for p in args.tables]
     curve = run(tables, args.estimators, args.budgets, args.repeats, args.seed)
     result = report(curve, tables, args.tables, args)
-    write_json(args.out, result)
+    write_json(args.out, result | {"host": host()})  # counts, not times: the host is recorded all the same
     figure(curve, tables, args.figure or Path(args.out).with_suffix(".png"))
     print(json.dumps(result[f"evaluations_to_median_spearman_{THRESHOLD}"], indent=2, sort_keys=True))
     return 0

@@ -34,9 +34,9 @@ import pandas as pd
 from IPython.display import Markdown
 
 from ragalign.core import params, plots
-from ragalign.core.metrics import format_difference
 from ragalign.core.rag import em_f1_table
-from ragalign.core.validity import describe_failures
+from ragalign.core.validity import describe_failures, describe_loss, describe_ranker
+from ragalign.core.verdicts import describe
 from ragalign.stages import rag_baselines as stage
 
 P = params.from_namespace(globals())
@@ -80,23 +80,17 @@ examples = r.answers[r.answers.variant.isin(["oracle", "reranker"])].merge(test[
 examples[["variant", "question", "answers", "answer", "f1"]]
 
 # %% tags=["findings"]
-def moves(name: str, new: float, old: float) -> str:
-    if new == old:
-        return f"leaves the {name} at {old:.3f}"
-    return f"{'raises' if new > old else 'lowers'} the {name} from {old:.3f} to {new:.3f}"
-
-
 lp = {v: summary[v]["gold_logprob"]["mean"] for v in summary}
-kept = validity["reranker_heldout_loss"]
+m, k = P.rag.equivalence_margin, P.rag.top_k
 Markdown(
     describe_failures(validity, "baselines")
-    + f"Gold-answer log-likelihood: {lp['no_retrieval']:.3f} with no passages, {lp['oracle']:.3f} with the gold passages "
-    f"(oracle − none {format_difference(differences['oracle - no_retrieval'])}); dense top-{P.rag.top_k} {lp['dense']:.3f} "
-    f"(dense − none {format_difference(differences['dense - no_retrieval'])}). F1 moves less: {summary['no_retrieval']['f1']['mean']:.3f} "
-    f"without passages, {summary['oracle']['f1']['mean']:.3f} with the gold ones, {summary['dense']['f1']['mean']:.3f} with dense. "
-    f"The relevance reranker, trained on {r.n_groups} train questions, "
-    f"{moves('MRR of gold passages', rank_quality.loc['reranker', 'mrr'], rank_quality.loc['dense', 'mrr'])} (dense is its start) and "
-    f"{moves('recall@1', rank_quality.loc['reranker', 'recall@1'], rank_quality.loc['dense', 'recall@1'])}; "
-    + ("training never lowered its held-out loss, so it kept its start: the dense ranking. " if kept["kept_step"] == 0 else f"it kept the weights of step {kept['kept_step']} (held-out loss {kept['start']} → {kept['best']}). ")
-    + f"Its answers' gold log-likelihood minus dense top-{P.rag.top_k}: {format_difference(differences['reranker - dense'])}."
+    + f"Gold-answer log-likelihood, paired over the {len(test)} test questions: {describe(differences['oracle - no_retrieval'], 'the oracle (gold passages)', 'no retrieval')}; "
+    f"{describe(differences['dense - no_retrieval'], f'dense top-{k}', 'no retrieval')}; "
+    f"{describe(differences['reranker - dense'], 'the relevance reranker', f'dense top-{k}', m)} "
+    f"(means: {lp['no_retrieval']:.3f} with no passages, {lp['dense']:.3f} dense, {lp['reranker']:.3f} reranker, {lp['oracle']:.3f} gold). "
+    f"The relevance reranker, trained on {r.n_groups} train questions and starting from dense, on the test candidates: "
+    f"{describe_ranker(validity['reranker_vs_dense_ranking'], 'the relevance reranker')}; "
+    f"{describe_loss(validity['reranker_heldout_loss'], 'the relevance reranker')}. "
+    f"Secondary: F1 moves less: {summary['no_retrieval']['f1']['mean']:.3f} without passages, {summary['oracle']['f1']['mean']:.3f} with the "
+    f"gold ones, {summary['dense']['f1']['mean']:.3f} with dense."
 )

@@ -36,9 +36,9 @@ import pandas as pd
 from IPython.display import Markdown
 
 from ragalign.core import params, plots
-from ragalign.core.metrics import format_difference
 from ragalign.core.rag import em_f1_table
-from ragalign.core.validity import describe_failures
+from ragalign.core.validity import describe_failures, describe_loss, describe_ranker
+from ragalign.core.verdicts import describe, label
 from ragalign.stages import selector_training as stage
 
 P = params.from_namespace(globals())
@@ -66,9 +66,10 @@ selection
 em_f1_table(summary, {"pseudo chosen": selection.pseudo_selection_rate.to_dict()})
 
 # %% [markdown]
-# ## Against the stage-03 baselines
+# ## Against its ablations and the stage-03 baselines
 # Paired by question: the bootstrap interval of the per-question difference, GainRAG minus each
-# other variant (the stage-03 variants show the generator `rag.top_k` passages, GainRAG `selector.top_k`).
+# other variant (the stage-03 variants show the generator `rag.top_k` passages, GainRAG `selector.top_k`),
+# and its verdict on the gold-answer log-prob (equivalence within `rag.equivalence_margin` nats).
 
 # %%
 pd.DataFrame(
@@ -76,6 +77,7 @@ pd.DataFrame(
         n: {
             "Δ gold log-prob": d["gold_logprob"]["mean"],
             "95% CI": f"[{d['gold_logprob']['lo']:.3f}, {d['gold_logprob']['hi']:.3f}]",
+            "verdict": label(d["gold_logprob"]["verdict"], P.rag.equivalence_margin),
             "detectable (80% power)": d["gold_logprob"]["mde"],
             "ΔF1": d["f1"]["mean"],
             "ΔF1 95% CI": f"[{d['f1']['lo']:.3f}, {d['f1']['hi']:.3f}]",
@@ -94,22 +96,27 @@ _ = plots.interval_bars(long, f"GainRAG and ablations vs stage-03 baselines ({le
 # %% tags=["findings"]
 g, a0, npd, nd = (summary[v]["f1"]["mean"] for v in ("gainrag", "gainrag_alpha0", "gainrag_no_pseudo", "no_distillation"))
 rr = r.baseline_summary["reranker"]["f1"]["mean"]
-vt, cost04 = validity, r.labelling_cost
+vt, cost04, m, k = validity, r.labelling_cost, P.rag.equivalence_margin, P.selector.top_k
+
+
+def lp(name: str, other: str) -> str:
+    return describe(diffs[name]["gold_logprob"], "GainRAG", other, m)
+
+
 Markdown(
     describe_failures(vt, "gainrag")
-    + f"The selector's held-out KL went {vt['selector_heldout_loss']['start']} → {vt['selector_heldout_loss']['best']} "
-    f"(kept step {vt['selector_heldout_loss']['kept_step']}; step 0 is the dense ranking). It puts a gold passage first for "
-    f"{vt['gold_at_top_k_vs_dense']['selector']:.0%} of test questions against {vt['gold_at_top_k_vs_dense']['dense']:.0%} for dense. "
-    f"Gold-answer log-likelihood, paired: GainRAG − dense top-{P.selector.top_k} {format_difference(diffs[top]['gold_logprob'])}; "
-    f"GainRAG − relevance reranker on the same candidates (no distillation) {format_difference(diffs['no_distillation']['gold_logprob'])}. "
-    + f"The GainRAG selector, trained on {r.n_groups} labelled questions, answers the {len(test)} test questions with "
-    f"F1 {g:.3f} (EM {summary['gainrag']['em']['mean']:.3f}) from its top {P.selector.top_k} passage(s); it picks the "
-    f"pseudo-passage for {selection.loc['gainrag', 'pseudo_selection_rate']:.0%} of questions. Ablations: α = 0 gives F1 {a0:.3f}, "
-    f"no pseudo-passage {npd:.3f}, no distillation (relevance reranker on the same candidates) {nd:.3f}, dense "
-    f"top-{P.selector.top_k} {summary[top]['f1']['mean']:.3f}. The stage-03 relevance reranker "
-    f"with top-{P.rag.top_k} passages scored F1 {rr:.3f}; GainRAG minus it is "
-    f"{diffs['baseline:reranker']['f1']['mean']:+.3f} [{diffs['baseline:reranker']['f1']['lo']:+.3f}, "
-    f"{diffs['baseline:reranker']['f1']['hi']:+.3f}] F1 per question. Labelling cost "
+    + f"Gold-answer log-likelihood, paired over the {len(test)} test questions, with {k} passage(s) on both sides: "
+    f"{lp(top, f'dense top-{k}')}; {lp('no_distillation', 'the relevance reranker on the same candidates (no distillation)')}. "
+    f"Ablations, on the same questions: {lp('gainrag_alpha0', 'its α = 0 ablation')}; {lp('gainrag_no_pseudo', 'its no-pseudo-passage ablation')}. "
+    f"Against the stage-03 relevance reranker with its top {P.rag.top_k} passages (a larger context): {lp('baseline:reranker', f'the stage-03 reranker (top {P.rag.top_k})')}. "
+    f"The selector, trained on {r.n_groups} labelled questions: {describe_loss(vt['selector_heldout_loss'], 'the GainRAG selector')}; "
+    f"on the test candidates without the pseudo-passage {describe_ranker(vt['selector_vs_dense_ranking'], 'the selector')}. "
+    f"It puts a gold passage in its top {k} for {vt['gold_at_top_k_vs_dense']['selector']:.0%} of test questions against "
+    f"{vt['gold_at_top_k_vs_dense']['dense']:.0%} for dense ({label(vt['gold_at_top_k_vs_dense']['verdict'])}), and picks the pseudo-passage "
+    f"for {selection.loc['gainrag', 'pseudo_selection_rate']:.0%} of questions. "
+    f"Secondary: F1 {g:.3f} (EM {summary['gainrag']['em']['mean']:.3f}); α = 0 {a0:.3f}, no pseudo-passage {npd:.3f}, no distillation "
+    f"{nd:.3f}, dense top-{k} {summary[top]['f1']['mean']:.3f}; the stage-03 relevance reranker with top-{P.rag.top_k} passages {rr:.3f} "
+    f"(paired F1: {describe(diffs['baseline:reranker']['f1'], 'GainRAG', 'it')}). Labelling cost "
     f"{cost04['labelling']['evaluations']} generator sequences ({cost04['labelling']['forward_tokens']:,} tokens) plus "
     f"{cost04['pseudo_generation']['evaluations']} pseudo-passage generations."
 )

@@ -39,7 +39,8 @@ import seaborn as sns
 from IPython.display import Markdown
 
 from ragalign.core import params, plots
-from ragalign.core.validity import describe_failures
+from ragalign.core.validity import describe_failures, describe_loss, describe_ranker
+from ragalign.core.verdicts import describe
 from ragalign.methods.rationale import comparison_table
 from ragalign.stages import rationale_distillation as stage
 
@@ -106,36 +107,24 @@ _ = plots.interval_bars(plot, f"RADIO vs other variants, {len(test)} test questi
 r.answers.merge(test[["qid", "question", "answers"]], on="qid").head(6)[["question", "answers", "answer", "f1"]]
 
 # %% tags=["findings"]
-s, ref = r.summary["radio"], r.variants.get("reranker")
-versus = (
-    f"The stage-03 relevance reranker, trained on the same budget, reaches EM {ref['em']['mean']:.3f} / F1 {ref['f1']['mean']:.3f}"
-    f" (recall@1 of gold on test {r.test_agreement.loc['reranker', 'recall@1']:.2f} vs {r.test_agreement.loc['radio', 'recall@1']:.2f} for RADIO)."
-    if ref
-    else ""
-)
-d = r.paired.get("reranker", {}).get("gold_logprob")
-paired_note = (
-    f" Paired by question, RADIO − reranker gold-answer log-likelihood is {d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]"
-    + (f"; the interval contains zero, so this sample does not resolve a difference (detectable at 80% power: {d['mde']:.3f})." if d["lo"] <= 0 <= d["hi"] else ".")
-    if d
-    else ""
-)
-gate = validity["reranker_vs_dense_ranking"]
-val_curve = r.curve[r.curve.split == "val"]
+s, ref, m = r.summary["radio"], r.variants.get("reranker"), P.rag.equivalence_margin
+same_k = "the same number of passages" if P.radio.top_k == P.rag.top_k else f"{P.radio.top_k} passages against {P.rag.top_k}"
 Markdown(
     describe_failures(validity, "radio")
-    + f"On the test candidates the RADIO reranker's MRR of gold passages is {gate['ranker']['mrr']:.3f} against {gate['start']['mrr']:.3f} "
-    f"for dense, its start (recall@1 {gate['ranker']['recall@1']:.3f} vs {gate['start']['recall@1']:.3f}). "
+    + f"Gold-answer log-likelihood, paired over the {len(test)} test questions ({same_k}): "
+    f"{describe(r.paired['dense']['gold_logprob'], 'RADIO', f'dense top-{P.rag.top_k}', m)}; "
+    f"{describe(r.paired['reranker']['gold_logprob'], 'RADIO', 'the relevance reranker', m)}. "
+    f"The RADIO reranker starts from dense; on the test candidates {describe_ranker(validity['reranker_vs_dense_ranking'], 'the RADIO reranker')}; "
+    f"{describe_loss(validity['reranker_heldout_loss'], 'the RADIO reranker')}. "
     + f"The generator wrote {len(rationales)} rationales (mean {rationales.rationale.str.split().map(len).mean():.0f} words; "
     f"{np.mean(r.mentions_answer):.0%} repeat the gold answer). On the train questions the rationale ranking puts a gold "
     f"passage first for {train_agreement.loc['rationale', 'hit@1']:.0%} of questions, against "
     f"{train_agreement.loc['dense', 'hit@1']:.0%} for the dense retriever and {train_agreement.loc['rationale only', 'hit@1']:.0%} "
     f"for the rationale similarity alone, so {train_agreement.loc['rationale', 'hit@1']:.0%} of the training positives are gold passages. "
-    f"The RADIO reranker's best validation loss is {val_curve.loss.min():.3f} (initial {val_curve.loss.iloc[0]:.3f}). "
-    f"With its top {P.radio.top_k} passages the generator scores EM {s['em']['mean']:.3f} "
-    f"[{s['em']['lo']:.3f}, {s['em']['hi']:.3f}] and F1 {s['f1']['mean']:.3f} [{s['f1']['lo']:.3f}, {s['f1']['hi']:.3f}]. "
-    + versus
-    + paired_note
-    + f" RADIO cost {r.total_cost['evaluations']} generator calls ({r.total_cost['forward_tokens']:,} tokens), "
+    f"Secondary: with its top {P.radio.top_k} passages the generator scores EM {s['em']['mean']:.3f} "
+    f"[{s['em']['lo']:.3f}, {s['em']['hi']:.3f}] and F1 {s['f1']['mean']:.3f} [{s['f1']['lo']:.3f}, {s['f1']['hi']:.3f}]"
+    + (f"; the relevance reranker, trained on the same budget, EM {ref['em']['mean']:.3f} / F1 {ref['f1']['mean']:.3f} (paired F1: "
+       f"{describe(r.paired['reranker']['f1'], 'RADIO', 'it')}). " if ref else ". ")
+    + f"RADIO cost {r.total_cost['evaluations']} generator calls ({r.total_cost['forward_tokens']:,} tokens), "
     f"{r.rationale_cost['evaluations']} of them for the rationales."
 )

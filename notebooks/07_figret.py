@@ -39,7 +39,8 @@ from IPython.display import Markdown, display
 
 from ragalign.core import params, plots
 from ragalign.core.rag import em_f1_table
-from ragalign.core.validity import describe_failures
+from ragalign.core.validity import describe_failures, describe_ranker
+from ragalign.core.verdicts import describe, label
 from ragalign.methods.figret.examples import OBJECTIVES
 from ragalign.stages import figret as stage
 
@@ -109,25 +110,26 @@ abl
 # %% tags=["findings"]
 t, d = quality["figret"], quality["dense"]
 kk = P.rag.top_k
-dl = diff["gold_logprob"]
+m = P.rag.equivalence_margin
 dense_em, reranker_em = r.baselines["dense"]["em"]["mean"], r.baselines["reranker"]["em"]["mean"]
+judge = {c: validity[f"judge_{c}_vs_chance"] for c in ("relevance", "purity")}
 Markdown(
     describe_failures(validity, "figret")
-    + f"Gold-answer log-likelihood, paired: FiGRet − dense top-{kk} {dl['mean']:+.3f} [{dl['lo']:+.3f}, {dl['hi']:+.3f}] "
-    f"(detectable at 80% power: {dl['mde']:.3f}); FiGRet − relevance reranker {r.diff_reranker['mean']:+.3f} "
-    f"[{r.diff_reranker['lo']:+.3f}, {r.diff_reranker['hi']:+.3f}]. "
+    + f"Gold-answer log-likelihood, paired over the {len(test)} test questions with {kk} passages on both sides: "
+    f"{describe(diff['gold_logprob'], 'FiGRet', f'dense top-{kk}', m)}; {describe(r.diff_reranker, 'FiGRet', 'the relevance reranker', m)}. "
+    f"On the whole corpus, against dense, its start, {describe_ranker(validity['retriever_vs_dense_ranking'], 'the FiGRet retriever')}. "
     + f"Over {F.rounds} round(s), FiGRet examined {int(r.sizes['train questions examined'])} train questions per round and found "
     f"{', '.join(str(n) for n in r.per_round['poorly served'])} poorly served; the judgements gave "
     f"{len(examples)} examples ({', '.join(f'{o}: {int((examples.objective == o).sum())}' for o in OBJECTIVES)}) "
     f"for {r.evaluations} LLM evaluations ({r.forward_tokens} tokens, answers included). "
     f"As a judge, the 135M generator ranks a gold passage above a retrieved non-gold one with probability "
-    f"{auc['relevance']:.2f} on relevance and {auc['purity']:.2f} on purity (0.5 is chance). "
-    f"On the whole corpus the fine-tuned retriever's test recall@{kk} is {t[f'recall@{kk}']:.3f} vs {d[f'recall@{kk}']:.3f} "
+    + "; ".join(f"{g['auc']:.2f} [{g['lo']:.2f}, {g['hi']:.2f}] on {c} (against chance, 0.5: {label(g['verdict'])})" for c, g in judge.items())
+    + " (95% intervals over the judged questions). "
+    f"Secondary: the fine-tuned retriever's test recall@{kk} is {t[f'recall@{kk}']:.3f} vs {d[f'recall@{kk}']:.3f} "
     f"for the stage-02 dense retriever (MRR {t['mrr']:.3f} vs {d['mrr']:.3f}); with its top {kk} the generator's "
     f"EM is {summary['em']['mean']:.3f} [{summary['em']['lo']:.3f}, {summary['em']['hi']:.3f}] vs "
     f"{dense_em:.3f} with dense and {reranker_em:.3f} with the relevance reranker "
-    f"(paired EM difference vs dense {diff['em']['mean']:+.3f} [{diff['em']['lo']:+.3f}, {diff['em']['hi']:+.3f}]; "
-    f"F1 {summary['f1']['mean']:.3f} vs {r.baselines['dense']['f1']['mean']:.3f})."
+    f"(paired EM: {describe(diff['em'], 'FiGRet', 'dense')}; F1 {summary['f1']['mean']:.3f} vs {r.baselines['dense']['f1']['mean']:.3f})."
     + (
         f" In the one-round ablations (test pool, recall@{kk}) the dual curriculum reaches "
         f"{abl.set_index('variant').loc['dual curriculum, all objectives', f'recall@{kk}']:.3f}, the shuffled order "

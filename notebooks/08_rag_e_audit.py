@@ -38,12 +38,12 @@ radio: dict = {}
 rag_e: dict = {}
 
 # %%
-import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
-from ragalign.audit import figures
+from ragalign.audit import figures, games
 from ragalign.core import params, plots
+from ragalign.core.verdicts import describe, label, verdict
 from ragalign.stages import rag_e_audit as stage
 
 P = params.from_namespace(globals())
@@ -114,7 +114,17 @@ pd.DataFrame(
 
 # %%
 pd.DataFrame(
-    [{"variant": v, "measure": m, "difference": fmt(d), "mde": d["mde"], "n": d["n"]} for v, block in paired.items() for m, d in block.items()]
+    [{"variant": v, "measure": m, "difference": fmt(d), "verdict": label(verdict(d)), "mde": d["mde"], "n": d["n"]} for v, block in paired.items() for m, d in block.items()]
+)
+
+# %% [markdown]
+# The position control, paired on the same (shuffled) questions: each variant's failure rates with
+# its documents shuffled minus the same questions in retriever order, and the mean of those
+# differences over the variants.
+
+# %%
+pd.DataFrame(
+    [{"variant": v, "measure": m, "shuffled − original": fmt(d), "verdict": label(verdict(d)), "n": d["n"]} for v, block in r.orders.items() for m, d in block.items()]
 )
 
 # %% [markdown]
@@ -178,33 +188,22 @@ r.audit_table
 
 # %% tags=["findings"]
 orig = {v: s for (v, order), s in summary.items() if order == "original"}
-shuf = {v: s for (v, order), s in summary.items() if order == "shuffled"}
 w_lo, w_hi = min(s["wasted"]["mean"] for s in orig.values()), max(s["wasted"]["mean"] for s in orig.values())
 n_lo, n_hi = min(s["noise"]["mean"] for s in orig.values()), max(s["noise"]["mean"] for s in orig.values())
 widest = max(s["wasted"]["hi"] - s["wasted"]["lo"] for s in orig.values())
 ig_gap = ig_table["relative gap"].median() if not ig_table.empty else float("nan")
-
-
-def versus_dense(v: str, key: str) -> str:
-    d = paired[v][key]
-    if d["lo"] > 0:
-        return f"{v} higher ({d['mean']:+.2f} [{d['lo']:+.2f}, {d['hi']:+.2f}])"
-    if d["hi"] < 0:
-        return f"{v} lower ({d['mean']:+.2f} [{d['lo']:+.2f}, {d['hi']:+.2f}])"
-    return f"{v} not told apart ({d['mean']:+.2f} [{d['lo']:+.2f}, {d['hi']:+.2f}])"
-
-
+control = r.orders.get(games.ALL_VARIANTS)
 not_applicable = [v for v in tops if v not in orig]
 Markdown(
     f"Across the {len(orig)} variants with at least two documents ({len(test)} test questions each), the generator ignores the "
     f"retriever's top document (generator rank > 2) in {w_lo:.0%}–{w_hi:.0%} of questions and relies most on a document the "
     f"retriever ranked below 2 in {n_lo:.0%}–{n_hi:.0%} (RAG-E reports 47.4–66.7% and 48.1–65.9% with 7–12B generators); each rate's "
     f"95% interval is at most {widest:.2f} wide. Paired with dense retrieval on the same questions, wasted retrieval: "
-    + "; ".join(versus_dense(v, "wasted") for v in paired)
+    + "; ".join(describe(paired[v]["wasted"], v, "dense", digits=2) for v in paired)
     + ". "
-    + (f"With the documents shuffled ({r.n_shuffled_questions} questions), wasted retrieval averages "
-       f"{np.mean([s['wasted']['mean'] for s in shuf.values()]):.0%} against {np.mean([orig[v]['wasted']['mean'] for v in shuf]):.0%} in "
-       "retriever order on all questions. " if shuf else "")
+    + (f"With the documents shuffled, on the same {control['wasted']['n']} questions (mean over the variants of each question's "
+       f"shuffled minus original rate): wasted retrieval {describe(control['wasted'], 'shuffled', 'retriever order', digits=2)}; "
+       f"noise distraction {describe(control['noise'], 'shuffled', 'retriever order', digits=2)}. " if control else "")
     + (f"{', '.join(not_applicable)} show(s) the generator one document: WARG and failure modes do not apply. " if not_applicable else "")
     + f"On the gold answer, a document's gain alone and its Shapley value in context agree with Spearman "
     f"{gain_link['spearman_per_game']:.2f} per game ({gain_link['spearman_pooled']:.2f} pooled, {gain_link['games']} games): "

@@ -31,8 +31,9 @@ import seaborn as sns
 from IPython.display import Markdown
 
 from ragalign.core import params, plots
+from ragalign.core.verdicts import describe
 from ragalign.report import figures
-from ragalign.report.summary import VARIANT_SOURCES, verdict
+from ragalign.report.summary import says
 from ragalign.stages import summary as stage
 
 P = params.from_namespace(globals())
@@ -73,33 +74,28 @@ plots.save(fig, "figures/summary_cost_alignment.png")
 Markdown(r.gate_line + "\n\n" + r.headline + "\n" + r.caption)
 
 # %% tags=["findings"]
-d = paired.set_index(["variant", "reference"])
-
-
-def says(v: str, ref: str) -> str:
-    return verdict(d.loc[(v, ref)].to_dict(), VARIANT_SOURCES[v][1], VARIANT_SOURCES[ref][1])
-
-
-aligned = audited.loc[audited.index.isin(["GainRAG", "RADIO", "FiGRet"])]
-relevance_only = audited.loc[audited.index.isin(["BM25 top-k", "dense top-k", "relevance reranker"])]
-mde = paired[(paired.kind != "retrieval") & (paired.mde > 0)].mde  # identical contexts (mde 0) say nothing about power
+m = r.margin
+mde = paired[(paired.kind != "retrieval") & ~paired.identical].mde  # identical contexts say nothing about power
+warg_key = f"warg_ext@{p_warg:g}"
 Markdown(
     r.gate_line
-    + " **The study's answer**, on the gold-answer log-likelihood, paired over the same questions: "
-    + f"{says('oracle', 'no_retrieval')}; {says('dense', 'no_retrieval')}. "
-    + f"Against dense retrieval at the same number of passages: {says('reranker', 'dense')}; {says('gainrag', 'dense_top1')}; "
-    f"{says('radio', 'dense')}; {says('figret', 'dense')}. Against the relevance reranker: {says('gainrag', 'no_distillation')}; "
-    f"{says('radio', 'reranker')}; {says('figret', 'reranker')}. With {len(test)} test questions the smallest difference these paired "
-    f"comparisons detect with 80% power is {mde.min():.3f}–{mde.max():.3f} nats per token, against an oracle − no-retrieval gap of "
-    f"{d.loc[('oracle', 'no_retrieval'), 'mean']:+.3f}. Token F1 is {table.loc['no retrieval', 'f1']:.3f} without passages and "
+    + " **The study's answer**, on the gold-answer log-likelihood, paired over the same questions (equivalence margin "
+    + f"±{m:g} nats). Against dense retrieval at the same number of passages: {says(paired, 'reranker', 'dense', m)}; "
+    f"{says(paired, 'gainrag', 'dense_top1', m)}; {says(paired, 'radio', 'dense', m)}; {says(paired, 'figret', 'dense', m)}. "
+    f"Against the relevance reranker at the same k: {says(paired, 'gainrag', 'no_distillation', m)}; {says(paired, 'radio', 'reranker', m)}; "
+    f"{says(paired, 'figret', 'reranker', m)}. With {len(test)} test questions the smallest difference these paired comparisons "
+    f"detect with 80% power is {mde.min():.3f}–{mde.max():.3f} nats per token. For scale: {says(paired, 'oracle', 'no_retrieval')}; "
+    f"{says(paired, 'dense', 'no_retrieval')}. "
+    f"Secondary measures: token F1 is {table.loc['no retrieval', 'f1']:.3f} without passages and "
     f"{table.loc['oracle (gold passages)', 'f1']:.3f} with the gold ones. "
     f"Across the audited variants the retriever's top document is not among the generator's two most used in "
     f"{audited.wasted_retrieval.min():.0%}–{audited.wasted_retrieval.max():.0%} of questions (wasted retrieval), and the generator's "
     f"most used document sits below the retriever's top two in {audited.noise_distraction.min():.0%}–{audited.noise_distraction.max():.0%} "
     "(noise distraction); the RAG-E paper reports 47–67% and 48–66%. "
-    f"The aligned variants' mean WARG@{p_warg:g} is {aligned.warg.mean():.3f} against {relevance_only.warg.mean():.3f} for the "
-    f"relevance-only ones (means of variant means; {r.n_audit} audited questions per variant; paired per-variant intervals in the stage-08 "
-    "report). Building the aligned "
+    + (f"Extrapolated WARG@{p_warg:g}, paired with dense top-k on the same {r.n_audit} audited questions (stage 08): "
+       + "; ".join(describe(block[warg_key], v, "dense top-k", digits=2) for v, block in r.audit_paired.items() if warg_key in block) + ". "
+       if r.audit_paired else "")
+    + "Building the aligned "
     f"variants cost {int(table.loc['GainRAG', 'llm_evaluations']):,} (GainRAG), {int(table.loc['RADIO', 'llm_evaluations']):,} "
     f"(RADIO) and {int(table.loc['FiGRet', 'llm_evaluations']):,} (FiGRet) generator evaluations; the relevance reranker needs none."
 )

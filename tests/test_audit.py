@@ -137,14 +137,28 @@ def test_gain_vs_shapley_and_paired_differences():
         {"variant": ["dense"] * 4 + ["radio"] * 4, "qid": list("abcd") * 2, "order": "original", "wasted": [0, 0, 1, 0, 1, 1, 1, 0]}
     )
     d = audit.paired_vs(table, "dense", ["wasted"], 200, 0)["radio"]["wasted"]
-    assert d["mean"] == 0.5 and d["n"] == 4 and not math.isnan(d["mde"])
+    assert d["mean"] == 0.5 and d["n"] == 4 and not math.isnan(d["mde"]) and d["identical"] is False
+
+
+def test_the_position_control_is_paired_on_the_shuffled_questions():
+    original = pd.DataFrame({"variant": ["dense"] * 4 + ["radio"] * 4, "qid": list("abcd") * 2, "order": "original",
+                             "wasted": [0, 0, 1, 0, 1, 1, 1, 0], "noise": 0.0})
+    shuffled = pd.DataFrame({"variant": ["dense"] * 2 + ["radio"] * 2, "qid": list("ab") * 2, "order": "shuffled",
+                             "wasted": [1, 1, 1, 1], "noise": 0.0})
+    out = audit.paired_orders(pd.concat([original, shuffled], ignore_index=True), ["wasted", "noise"], 200, 0)
+    assert set(out) == {"dense", "radio", audit.ALL_VARIANTS}
+    assert out["dense"]["wasted"]["mean"] == 1.0 and out["dense"]["wasted"]["n"] == 2  # only the shuffled questions a, b
+    assert out["radio"]["wasted"]["identical"] and out["radio"]["wasted"]["mean"] == 0.0
+    assert out[audit.ALL_VARIANTS]["wasted"]["mean"] == 0.5 and out[audit.ALL_VARIANTS]["wasted"]["n"] == 2
+    assert out[audit.ALL_VARIANTS]["noise"]["identical"]
+    assert audit.paired_orders(original, ["wasted"], 50, 0) == {} and audit.paired_orders(pd.DataFrame(), ["wasted"], 50, 0) == {}
 
 
 def test_shuffled_order_is_seeded_and_a_permutation():
     a = audit.shuffled("q1", ["a", "b", "c", "d", "e"], 0)
     assert sorted(a) == ["a", "b", "c", "d", "e"] and a == audit.shuffled("q1", ["a", "b", "c", "d", "e"], 0)
     assert audit.subset_prompt(games(3)[0], 0b101) == build_prompt("Q?", ["doc0", "doc2"])
-    assert np.isfinite(audit.minimum_detectable_difference([0.0, 1.0, 0.5]))
+    assert np.isfinite(audit.paired_interval([0.0, 1.0, 0.5], 50, 0)["mde"])
 
 
 class FakeLM:

@@ -59,3 +59,35 @@ def test_corrupt_file_is_moved_aside(tmp_path):
 def test_keys_depend_on_every_part():
     assert make_key("m", "p", 1) != make_key("m", "p", 2) != make_key("m2", "p", 1)
     assert make_key("m", {"a": 1, "b": 2}) == make_key("m", {"b": 2, "a": 1})
+
+
+def test_a_generator_given_by_path_is_keyed_by_its_weights(tmp_path, smol_tokenizer, tiny_model):
+    """Retrain a generator in place: the new weights must never be served the old weights' cached log-probs."""
+    import copy
+
+    import torch
+
+    from ragalign.core import models
+    from ragalign.core.lm import LM
+
+    tiny_model = copy.deepcopy(tiny_model)  # the fixture is shared by the session: retrain a copy
+    path, cache = tmp_path / "my-generator", str(tmp_path / "cache")
+    smol_tokenizer.save_pretrained(path)
+
+    def score() -> tuple[str, float]:
+        models.load_generator.cache_clear()  # a new stage process loads the model afresh
+        lm = LM(str(path), "float32", cache_root=cache, show_progress=False)
+        return lm.signature[0], lm.token_logprobs(["Who wrote Hamlet?"], ["Shakespeare"])[0][0]
+
+    tiny_model.save_pretrained(path, safe_serialization=True)
+    first_id, first = score()
+    assert score() == (first_id, first)  # same weights: the same key, served from the cache
+    with torch.no_grad():
+        for p in tiny_model.parameters():
+            p.add_(0.05)  # "retraining"
+    tiny_model.save_pretrained(path, safe_serialization=True)
+    second_id, second = score()
+    models.load_generator.cache_clear()
+    assert first_id.startswith(str(path) + "@") and second_id != first_id
+    assert second != first  # recomputed with the new weights, not the old cached value
+    assert models.weights_id("smollm2-135m-instruct") == "smollm2-135m-instruct"  # a packaged model: its pinned package

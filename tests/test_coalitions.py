@@ -204,8 +204,9 @@ def test_real_bf16_answers_of_one_prompt_pass_equal_each_alone(real_lm, tmp_path
 # token prob) with 2 threads: bf16 may round the pieces of a prompt a little differently from one forward
 # (now the same whatever else is scored: the difference depends on the pair alone). The bound leaves
 # room for other CPUs without letting a real error (a wrong position, a lost cache) through: those move
-# the mean log-prob by whole nats.
-BF16_MEAN_LOGPROB_TOL = 0.05
+# the mean log-prob by whole nats. On an Intel Xeon with AMX (family 6, model 167; bf16 on AMX tiles) the
+# same game reached 0.064 with 2 threads: another CPU's bf16 kernels round differently again.
+BF16_MEAN_LOGPROB_TOL = 0.1
 
 
 def test_real_bf16_model_matches_full_forward(real_lm, tmp_path):

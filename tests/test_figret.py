@@ -222,3 +222,14 @@ def test_judge_auc_counts_ties_half():
     auc = judge.judge_auc(judged)
     assert auc["relevance"] == pytest.approx((1 + 1 + 0.5 + 1) / 4) and auc["purity"] == 0.0
     assert np.isnan(judge.judge_auc(judged[judged.is_gold])["relevance"])
+
+
+def test_judge_auc_interval_resamples_questions_and_matches_the_point_auc():
+    rng = np.random.default_rng(0)
+    judged = pd.DataFrame({"qid": np.repeat([f"q{i}" for i in range(30)], 3), "is_gold": np.tile([True, False, False], 30)})
+    judged["relevance"] = rng.normal(0, 1, len(judged)) + 2.0 * judged.is_gold
+    judged["purity"] = rng.normal(0, 1, len(judged))
+    ci = judge.judge_auc_interval(judged, 200, 0)
+    point = judge.judge_auc(judged)
+    assert ci["relevance"]["mean"] == pytest.approx(point["relevance"], abs=1e-4) and ci["relevance"]["n"] == 30
+    assert ci["relevance"]["lo"] > 0.5 and ci["purity"]["lo"] < 0.5 < ci["purity"]["hi"]

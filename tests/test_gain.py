@@ -174,3 +174,22 @@ def test_pseudo_na_is_excluded(tiny_lm, monkeypatch):
     assert pseudo_pid("q0") not in set(labels.pid)
     rank = pd.DataFrame({"qid": ["q0", "q1", "q1"], "rank": [0, 0, 1], "pid": ["p00", pseudo_pid("q1"), "p10"]})
     assert pseudo_selection_rate(rank, 1) == 0.5
+
+
+def test_gold_at_top_k_gate_is_paired_and_knows_when_the_selector_did_not_move():
+    from ragalign.stages.selector_training import gold_at_top_k, gold_at_top_k_gate
+
+    test = pd.DataFrame({"qid": [f"q{i}" for i in range(8)], "gold_pids": [[f"g{i}"] for i in range(8)]})
+
+    def ranking(first):
+        return pd.DataFrame([{"qid": f"q{i}", "rank": r, "pid": p} for i in range(8) for r, p in enumerate(first(i))])
+
+    dense = ranking(lambda i: ["x", f"g{i}"])
+    selector = ranking(lambda i: [f"g{i}", "x"])
+    gate = gold_at_top_k_gate(selector, dense, test, 1, 200, 0)
+    assert gate["passed"] and gate["verdict"] == "beats" and gate["selector"] == 1.0 and gate["dense"] == 0.0
+    assert gold_at_top_k(selector, test, 1) == 1.0
+    still = gold_at_top_k_gate(dense, dense, test, 1, 200, 0)
+    assert not still["passed"] and still["verdict"] == "did not move"
+    other = ranking(lambda i: ["y", f"g{i}"])  # moved, but no gold passage either way
+    assert gold_at_top_k_gate(other, dense, test, 1, 200, 0)["verdict"] == "identical"

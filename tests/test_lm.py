@@ -121,4 +121,16 @@ def test_bf16_answer_is_batch_invariant(smol_lm):
     golds = [["Paris"], ["William Shakespeare", "Shakespeare"], ["Italy"], ["France"]]
     together = [smol_lm._answer_one(p, g, 8) for p, g in zip(RAG_PROMPTS, golds, strict=True)]
     assert smol_lm._answer_one(RAG_PROMPTS[2], golds[2], 8) == together[2]
-    assert [r for r, _ in together] == [smol_lm._generate([p], 8)[0] for p in RAG_PROMPTS]
+
+
+def test_shared_prefill_answers_like_two_passes_in_float32(tmp_path):
+    """LM.answer's greedy replies equal decoding alone (the two-pass way) in float32. In bf16 the two paths
+    round the prompt's pieces differently: on an Intel Xeon with AMX one of these four replies changed
+    its wording ("The capital of France is Paris." vs "Paris is the capital of France."), while on an
+    AMD Zen 5 all four (and 32 of 32 in bench/results/answering.json) were the same."""
+    from ragalign.core.lm import LM
+
+    lm = LM("smollm2-135m-instruct", "float32", cache_root=str(tmp_path), show_progress=False)
+    golds = [["Paris"], ["William Shakespeare", "Shakespeare"], ["Italy"], ["France"]]
+    together = [lm._answer_one(p, g, 8) for p, g in zip(RAG_PROMPTS, golds, strict=True)]
+    assert [r for r, _ in together] == [lm._generate([p], 8)[0] for p in RAG_PROMPTS]

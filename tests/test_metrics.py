@@ -3,11 +3,14 @@ import pandas as pd
 import pytest
 
 from ragalign.core.metrics import (
+    auc,
     bootstrap_ci,
+    clustered_auc_interval,
     exact_match,
     f1_score,
     normalize_answer,
     paired_difference,
+    paired_interval,
     recall_at_k,
     reciprocal_rank,
 )
@@ -52,6 +55,39 @@ def test_paired_difference():
     b = pd.DataFrame({"qid": ["z", "y", "w"], "f1": [0.0, 0.0, 1.0]})  # paired on y, z only
     diff = paired_difference(a, b, "f1", n_boot=50, seed=0)
     assert diff["n"] == 2 and diff["mean"] == 0.25 and diff["lo"] <= 0.25 <= diff["hi"]
+
+
+def test_paired_interval_flags_a_difference_of_zero_everywhere():
+    same = paired_interval([0.0, 0.0, 0.0], 50, 0)
+    assert same["identical"] is True and same["n"] == 3 and same["mean"] == same["lo"] == same["hi"] == 0
+    assert paired_interval([0.0, 1e-9, 0.0], 50, 0)["identical"] is False  # rounds to 0, but is not 0 everywhere
+    assert paired_interval([], 50, 0)["identical"] is False
+
+
+def test_paired_outcomes_judge_each_metric_the_margin_on_the_log_prob_only():
+    from ragalign.core.verdicts import paired_outcomes
+
+    a = pd.DataFrame({"qid": list("abcdef"), "em": [1.0] * 6, "f1": [1.0] * 6, "gold_logprob": [-1.0, -1.02, -0.98, -1.01, -0.99, -1.0]})
+    b = pd.DataFrame({"qid": list("abcdef"), "em": [0.0] * 6, "f1": [1.0] * 6, "gold_logprob": [-1.0] * 6})
+    out = paired_outcomes(a, b, 200, 0, margin=0.1)
+    assert out["em"]["verdict"] == "beats" and "margin" not in out["em"]
+    assert out["f1"]["verdict"] == "identical"
+    assert out["gold_logprob"]["verdict"] == "equivalent" and out["gold_logprob"]["margin"] == 0.1
+
+
+def test_auc_counts_ties_half_and_its_interval_resamples_questions():
+    assert auc([2.0, 0.0], [0.0, -1.0]) == pytest.approx((1 + 1 + 0.5 + 1) / 4)
+    assert np.isnan(auc([], [1.0]))
+    rng = np.random.default_rng(0)
+    qids = np.repeat([f"q{i}" for i in range(40)], 4)
+    gold = np.tile([True, False, False, False], 40)
+    scores = rng.normal(0, 1, len(qids)) + 1.5 * gold
+    ci = clustered_auc_interval(scores, gold, qids, 300, 0)
+    assert ci["n"] == 40 and ci["lo"] < ci["mean"] < ci["hi"] and ci["lo"] > 0.5
+    assert ci == clustered_auc_interval(scores, gold, qids, 300, 0)
+    noise = clustered_auc_interval(rng.normal(0, 1, len(qids)), gold, qids, 300, 0)
+    assert noise["lo"] < 0.5 < noise["hi"]
+    assert np.isnan(clustered_auc_interval([1.0], [True], ["q"], 50, 0)["lo"])
 
 
 def test_em_f1_table_formats_intervals_and_extra_columns():

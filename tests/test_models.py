@@ -68,7 +68,7 @@ def test_params_check_names_the_device_and_rejects_a_missing_gpu(monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     p = validate({})
-    assert p.models.describe() == "device cpu (models.device=auto), dtype bfloat16"
+    assert p.models.resolved_device() == "cpu"
     assert validate({"models": {"dtype": "float32"}}).models.resolved_dtype() == "float32"
     with pytest.raises(ParamsError, match=r"models.device: .*allowed: auto, cpu, cuda"):
         validate({"models": {"device": "cuda"}})

@@ -7,16 +7,22 @@ from ragalign.core.rerank import (
     CrossEncoder,
     Group,
     kl_listwise_loss,
+    kl_listwise_losses,
     relevance_groups,
     rerank,
     train_reranker,
 )
+from ragalign.core.training import HELDOUT, split_groups
 
 
 def test_kl_loss_zero_iff_scores_match_target():
     target = torch.softmax(torch.tensor([[1.0, 0.0, -1.0]]), -1)
     assert kl_listwise_loss(torch.tensor([[1.0, 0.0, -1.0]]), target).item() == pytest.approx(0, abs=1e-6)
     assert kl_listwise_loss(torch.tensor([[5.0, 0.0, -1.0]]) + 3, target).item() > 0.1
+    scores = torch.tensor([[1.0, 0.0, -1.0], [5.0, 0.0, -1.0]])
+    per_group = kl_listwise_losses(scores, target.expand(2, 3))
+    assert per_group.shape == (2,) and per_group[0].item() == pytest.approx(0, abs=1e-6)
+    assert torch.equal(per_group.mean(), kl_listwise_loss(scores, target.expand(2, 3)))
 
 
 def test_relevance_groups_put_gold_first_with_shared_target():
@@ -39,6 +45,9 @@ def test_training_learns_a_toy_relevance_task():
     assert curve.epoch.max() == 3 and curve[curve.split == "train"].step.max() == 3 * 5  # 10 train groups, 2 a step
     train_loss = curve[curve.split == "train"].loss
     assert train_loss.iloc[-3:].mean() < train_loss.iloc[:3].mean()
+    held, val = curve.attrs[HELDOUT], curve[curve.split == "val"].loss  # each held-out group's loss, start and kept
+    assert len(held["qid"]) == 2 and set(held["qid"]) == {g.qid for g in groups} - {g.qid for g in split_groups(groups, 0.2, 0)[0]}
+    assert sum(held["start"]) / 2 == pytest.approx(val.iloc[0], rel=1e-5) and sum(held["kept"]) / 2 == pytest.approx(val.min(), rel=1e-5)
     questions = pd.DataFrame({"qid": ["x"], "question": ["Where is the Eiffel Tower?"]})
     text = {"a": facts[0][1], "b": noise[0], "c": noise[1]}
     ranking = rerank(model, questions, {"x": ["b", "c", "a"]}, text, "toy")

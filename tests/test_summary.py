@@ -5,9 +5,13 @@ from ragalign.report.summary import (
     context_gold_recall,
     inject_readme,
     markdown_table,
+    paired_table,
     readme_block,
+    same_contexts,
+    says,
     timings_table,
     variant_rows,
+    verdict_column,
 )
 
 
@@ -83,3 +87,61 @@ def test_headline_figure_marks_references_and_colours_verdicts(tmp_path):
     assert [t.get_text() for t in left.get_yticklabels()] == ["no retrieval", "GainRAG", "dense top-k", "oracle (gold passages)"]
     points = list(right.containers)  # one errorbar per comparison, bottom to top
     assert [to_rgba(c.lines[0].get_color()) for c in points] == [to_rgba("tab:green"), to_rgba("grey")]
+
+
+def paired_fixture() -> pd.DataFrame:
+    """dense vs no retrieval: +1 everywhere; reranker: dense's contexts; radio: within ±0.05 of dense; figret: ±0.5 noise."""
+    rows = []
+    for i in range(40):
+        q, wiggle = f"q{i}", (-1) ** i
+        rows += [
+            {"qid": q, "variant": "no_retrieval", "context_pids": [], "gold_logprob": -3.0},
+            {"qid": q, "variant": "dense", "context_pids": ["a", "b"], "gold_logprob": -2.0},
+            {"qid": q, "variant": "reranker", "context_pids": ["a", "b"], "gold_logprob": -2.0},
+            {"qid": q, "variant": "radio", "context_pids": ["b", "a"], "gold_logprob": -2.0 + 0.01 * wiggle},
+            {"qid": q, "variant": "figret", "context_pids": ["c", "a"], "gold_logprob": -2.0 + 0.5 * wiggle + 0.1 * (i % 3)},
+        ]
+    return pd.DataFrame(rows)
+
+
+def test_paired_table_judges_every_comparison_against_the_margin():
+    paired = paired_table(paired_fixture(), "gold_logprob", 300, 0, margin=0.1)
+    got = paired.set_index(["variant", "reference"]).verdict.to_dict()
+    assert got[("dense", "no_retrieval")] == "beats"
+    assert got[("reranker", "dense")] == "identical" and got[("radio", "dense")] == "equivalent" and got[("figret", "dense")] == "not told apart"
+    column = verdict_column(paired, "dense", 0.1)
+    assert column.to_dict() == {"reranker": "identical", "radio": "equivalent within ±0.1", "figret": "not told apart (inconclusive)"}
+    assert says(paired, "radio", "dense", 0.1).startswith("RADIO is equivalent to dense top-k within ±0.1")
+    assert says(paired, "dense", "no_retrieval").startswith("dense top-k beats no retrieval (+1.000")
+
+
+def test_same_contexts_compares_the_passages_shown():
+    answers = paired_fixture()
+    by = dict(tuple(answers.groupby("variant")))
+    assert same_contexts(by["dense"], by["reranker"]) and not same_contexts(by["dense"], by["radio"])  # order matters
+    assert not same_contexts(by["dense"].drop(columns="context_pids"), by["reranker"])
+
+
+def test_markdown_table_writes_verdict_cells_as_words():
+    table = pd.DataFrame({"vs_dense": ["equivalent within ±0.1", None]}, index=["radio", "dense"])
+    md = markdown_table(table, [("vs_dense", "vs dense")])
+    assert "| radio | equivalent within ±0.1 |" in md and "| dense | – |" in md
+
+
+def test_verdict_colours_follow_the_verdict_word():
+    from ragalign.report.figures import verdict_color
+
+    assert verdict_color({"verdict": "equivalent", "mean": 0.0, "lo": -0.05, "hi": 0.05}) == "tab:blue"
+    assert verdict_color({"mean": -0.2, "lo": -0.3, "hi": -0.1}) == "tab:red"  # no verdict yet: judged without a margin
+    assert verdict_color({"verdict": "identical", "mean": 0.0, "lo": 0.0, "hi": 0.0}) == "silver"
+
+
+def test_the_results_name_their_numerics_and_machine():
+    from ragalign.report.summary import computed_in_text
+
+    numerics = {"device": "cpu", "dtype": "float32", "retrieval_autocast": False, "training_autocast": False, "cpu_capability": "AVX2", "torch": "2.13.0+cpu"}
+    host = {"host": {"cpu": {"model": "AMD EPYC 7B13", "family": 25, "model_number": 1, "capability": "AVX2", "bf16_flags": []}}}
+    line = computed_in_text(numerics, host)
+    assert line.startswith("*Computed in float32 on cpu (embedding autocast off, reranker-training autocast off; torch 2.13.0+cpu, AVX2 CPU kernels)")
+    assert "AMD EPYC 7B13 (family 25, model 1; no native bf16)" in line
+    assert "native bf16: avx512_bf16" in computed_in_text(numerics, {"host": {"cpu": host["host"]["cpu"] | {"bf16_flags": ["avx512_bf16"]}}})

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ragalign.core.training import batched_mean, fit, split_groups
+from ragalign.core.training import HELDOUT, batched_mean, batched_values, fit, split_groups
 
 
 @dataclass(frozen=True)
@@ -55,3 +55,38 @@ def test_fit_without_training_items_leaves_the_module_as_it_was():
     module, _, loss = _setup(0.0, 0.0)
     curve = fit(module, [], loss, lambda held: batched_mean(loss, held), epochs=2, lr=0.1, batch_size=2, val_fraction=0.5, seed=0)
     assert len(curve) == 1 and module.weight.item() == 1.0
+
+
+def test_fit_records_each_held_out_items_loss_at_the_start_and_kept_and_trains_the_same():
+    def item_losses(loss):
+        return lambda held: batched_values(lambda batch: torch.stack([loss([b]) for b in batch]), held)
+
+    module, items, loss = _setup(train_target=3.0, val_target=3.0)
+    plain = fit(module, items, loss, lambda held: batched_mean(loss, held), epochs=5, lr=0.2, batch_size=2, val_fraction=0.2, seed=0)
+    plain_weight = module.weight.item()
+    module, items, loss = _setup(train_target=3.0, val_target=3.0)
+    curve = fit(module, items, loss, lambda held: batched_mean(loss, held), epochs=5, lr=0.2, batch_size=2, val_fraction=0.2, seed=0, item_losses=item_losses(loss))
+    assert curve.equals(plain) and module.weight.item() == plain_weight and not module.training  # measuring changes nothing
+    record = curve.attrs[HELDOUT]
+    val = curve[curve.split == "val"].loss
+    assert len(record["qid"]) == 1 and record["start"] == [4.0]  # (1 - 3)^2 at the start
+    assert record["kept"][0] == val.min() < record["start"][0] == val.iloc[0]
+    assert HELDOUT not in plain.attrs
+
+
+def test_batched_values_are_the_values_batched_mean_averages():
+    items = [Item(f"q{i}", float(i)) for i in range(5)]
+    values = batched_values(lambda batch: torch.tensor([b.target for b in batch]), items, batch_size=2)
+    assert values == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert batched_mean(lambda batch: torch.tensor([b.target for b in batch]).mean(), items, batch_size=2) == sum(values) / 5
+
+
+def test_parquet_artifacts_never_carry_attrs(tmp_path):
+    import pandas as pd
+
+    from ragalign.core.io import write_parquet
+
+    df = pd.DataFrame({"step": [0, 1], "loss": [1.0, 0.5]})
+    df.attrs[HELDOUT] = {"qid": ["q"], "start": [1.0], "kept": [0.5]}
+    write_parquet(df, tmp_path / "c.parquet")
+    assert pd.read_parquet(tmp_path / "c.parquet").attrs == {} and HELDOUT in df.attrs  # the caller's frame keeps them

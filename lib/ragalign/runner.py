@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from ragalign.core.io import atomic_write_text
+from ragalign.core.numerics import NumericsMismatch, check_recorded
 from ragalign.core.params import ParamsError, load
 
 OUTPUT_DIRS = ("reports", "figures", "results/metrics", "results/timings", "results/plots")
@@ -86,7 +87,9 @@ def run_stage(stage: str, params_path: str = "params.yaml", root: str | Path = "
     logging.getLogger("papermill").addFilter(_QuietUnknownParameters())
     root = Path(root).resolve()
     os.chdir(root)
-    load(params_path)  # fail before any kernel starts
+    params = load(params_path)  # fail before any kernel starts
+    if stage != "00_numerics":
+        check_recorded(params)  # one study never mixes dtypes
     source = Path("notebooks") / f"{stage}.py"
     if not source.exists():
         raise FileNotFoundError(f"no notebook for stage {stage!r}: {source}")
@@ -128,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
         run_stage(argv[0], params_path=argv[2] if len(argv) == 3 else "params.yaml")
     except ParamsError as err:
         print(f"params.yaml: {err}", file=sys.stderr)
+        return 1
+    except NumericsMismatch as err:
+        print(f"[ragalign] stage {argv[0]}: {err}", file=sys.stderr)
         return 1
     except Exception as err:  # noqa: BLE001 - report the failing stage and its report
         print(f"[ragalign] stage {argv[0]} failed: {type(err).__name__}: {err}", file=sys.stderr)

@@ -33,7 +33,7 @@ from scipy.stats import spearmanr
 
 from ragalign.audit import alignment, shapley
 from ragalign.audit.shapley import Plan, members
-from ragalign.core.metrics import bootstrap_ci, minimum_detectable_difference
+from ragalign.core.metrics import bootstrap_ci, paired_interval
 from ragalign.core.rag import build_prompt, clean_answer
 
 VALUES = ("support", "utility")
@@ -234,10 +234,30 @@ def paired_vs(table: pd.DataFrame, reference: str, columns: Sequence[str], n_boo
             continue
         df = df.set_index("qid")
         common = df.index.intersection(ref.index).sort_values()
-        out[variant] = {}
-        for col in columns:
-            d = (df.loc[common, col].astype(float) - ref.loc[common, col].astype(float)).to_numpy()
-            out[variant][col] = bootstrap_ci(d, n_boot, seed) | {"n": len(common), "mde": minimum_detectable_difference(d)}
+        out[variant] = {col: paired_interval((df.loc[common, col].astype(float) - ref.loc[common, col].astype(float)).to_numpy(), n_boot, seed) for col in columns}
+    return out
+
+
+ALL_VARIANTS = "all variants"
+
+
+def paired_orders(table: pd.DataFrame, columns: Sequence[str], n_boot: int, seed: int) -> dict[str, dict[str, dict]]:
+    """Per variant and column: shuffled minus original order, paired on the questions audited in both
+    orders; and under :data:`ALL_VARIANTS` the per-question mean of those differences over the variants,
+    paired on the same questions (one interval for the position control as a whole)."""
+    if table.empty:
+        return {}
+    by_order = {o: table[table.order == o].set_index(["variant", "qid"])[list(columns)].astype(float) for o in ("original", "shuffled")}
+    common = by_order["shuffled"].index.intersection(by_order["original"].index)
+    if common.empty:
+        return {}
+    diffs = by_order["shuffled"].loc[common] - by_order["original"].loc[common]
+    out: dict[str, dict[str, dict]] = {}
+    for variant, df in diffs.groupby(level="variant", sort=False):
+        df = df.droplevel("variant").sort_index()
+        out[variant] = {col: paired_interval(df[col].to_numpy(), n_boot, seed) for col in columns}
+    pooled = diffs.groupby(level="qid").mean().sort_index()
+    out[ALL_VARIANTS] = {col: paired_interval(pooled[col].to_numpy(), n_boot, seed) for col in columns}
     return out
 
 

@@ -105,6 +105,14 @@ def timings(stage: str) -> Artifact:
     return Artifact(f"results/timings/{stage}.json", stage, "json", ("stage", "wall_s"), "the stage's wall time")
 
 
+# ---- 00 numerics --------------------------------------------------------------------------
+NUMERICS = Artifact(
+    "results/numerics.json", "00_numerics", "json", ("device", "dtype", "retrieval_autocast", "training_autocast", "cpu_capability", "torch"),
+    "what the study computes in (core.numerics): a dependency of every stage that runs a model",
+)
+HOST = Artifact("results/host.json", "00_numerics", "json", ("host",), "the machine the study ran on (its CPU, torch; the GPU if used)")
+PROBE = Artifact("results/timings/probe.json", "00_numerics", "json", ("probe_s", "host"), "the last run's speed probe: volatile, read only by `python -m ragalign.core.cost`")
+
 # ---- 01 prepare data ----------------------------------------------------------------------
 QUESTIONS = Artifact("results/data/questions.parquet", "01_prepare_data", "parquet", ("qid", "dataset", "split", "question", "answers", "gold_pids"), "the sampled questions")
 PASSAGES = Artifact("results/data/passages.parquet", "01_prepare_data", "parquet", ("pid", "title", "text"), "the passage corpus")

@@ -31,9 +31,13 @@ def write_json(path: str | Path, data: Any) -> None:
 
 
 def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
-    """A parquet file written atomically."""
+    """A parquet file written atomically, without ``df.attrs`` (pandas would store them in the file's
+    metadata: side data such as a training curve's per-item held-out losses never changes an artifact)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
+    if df.attrs:
+        df = df.copy(deep=False)
+        df.attrs = {}
     df.to_parquet(tmp, index=False)
     os.replace(tmp, path)

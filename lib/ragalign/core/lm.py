@@ -2,7 +2,7 @@
 
 Only the positions that predict answer tokens go through the LM head (the vocabulary projection
 is the most expensive part of a short-answer forward). Scores and generations are cached on disk,
-keyed by the prompt, the answer and :attr:`LM.signature` (model, dtype, device, attention kernel).
+keyed by the prompt, the answer and :attr:`LM.signature` (model weights, dtype, device, attention kernel).
 
 **Batch invariance.** A value never depends on what else was computed with it: every scored
 sequence goes through the model alone, unpadded, so the same prompt gives the same bits whatever else a
@@ -25,7 +25,7 @@ from tqdm import tqdm
 from transformers import DynamicCache
 
 from ragalign.core.cache import Cache, make_key
-from ragalign.core.models import GENERATOR_ATTENTION, load_generator
+from ragalign.core.models import GENERATOR_ATTENTION, load_generator, weights_id
 
 DECODE_ROWS = 8  # rows per decoding group of short prompts
 SHORT_PROMPT_TOKENS = 160  # prompts up to this length decode in groups
@@ -49,6 +49,7 @@ class LM:
         return cls(models.generator, models.resolved_dtype(), device=models.resolved_device(), **kwargs)
 
     def __post_init__(self) -> None:
+        self._injected, self._weights = self.model is not None, None  # an injected model (tests) is keyed by its name
         if self.model is None:
             self.tokenizer, self.model = load_generator(self.name, self.dtype, self.device)
         self.model.requires_grad_(False)  # the generator is only ever evaluated
@@ -60,8 +61,11 @@ class LM:
 
     @property
     def signature(self) -> tuple:
-        """Everything a cached value depends on besides its inputs: model, dtype, device, attention kernel."""
-        return (self.name, self.dtype, self.device, GENERATOR_ATTENTION)
+        """Everything a cached value depends on besides its inputs: the weights (a model given by path is
+        keyed by a hash of its safetensors, ``models.weights_id``), dtype, device, attention kernel."""
+        if self._weights is None:
+            self._weights = self.name if self._injected else weights_id(self.name)
+        return (self._weights, self.dtype, self.device, GENERATOR_ATTENTION)
 
     # ---- tokenisation -------------------------------------------------------------------
     def prompt_ids(self, user: str) -> list[int]:

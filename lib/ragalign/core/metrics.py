@@ -76,8 +76,14 @@ def paired_difference(answers: pd.DataFrame, other: pd.DataFrame, metric: str, n
     """
     a, b = answers.set_index("qid")[metric], other.set_index("qid")[metric]
     common = a.index.intersection(b.index).sort_values()
-    diffs = (a[common] - b[common]).to_numpy()
-    return bootstrap_ci(diffs, n_boot, seed) | {"n": len(common), "mde": minimum_detectable_difference(diffs)}
+    return paired_interval((a[common] - b[common]).to_numpy(), n_boot, seed)
+
+
+def paired_interval(diffs: Sequence[float], n_boot: int = 1000, seed: int = 0) -> dict:
+    """Per-question paired differences summarised: mean with its bootstrap interval, ``n``, ``mde``, and
+    ``identical`` (every difference exactly 0, as when both sides saw the same contexts)."""
+    d = np.asarray(diffs, dtype=float)
+    return bootstrap_ci(d, n_boot, seed) | {"n": len(d), "mde": minimum_detectable_difference(d), "identical": bool(len(d) and np.all(d == 0))}
 
 
 def recall_at_k(ranked: Sequence[str], gold: Sequence[str], k: int) -> float:
@@ -93,10 +99,30 @@ def reciprocal_rank(ranked: Sequence[str], gold: Sequence[str]) -> float:
     return 0.0
 
 
-def format_difference(d: dict[str, float]) -> str:
-    """A paired difference in words that follow its interval: 'mean [lo, hi] (above zero | below zero |
-    including zero; detectable ...)', or that the two sides are identical on every question."""
-    if d["lo"] == d["hi"] == 0:
-        return "0 on every question (identical contexts)"
-    sign = "above zero" if d["lo"] > 0 else "below zero" if d["hi"] < 0 else "including zero"
-    return f"{d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] ({sign}; detectable at 80% power: {d['mde']:.3f})"
+def auc(positive: Sequence[float], negative: Sequence[float]) -> float:
+    """P(a positive's score > a negative's), ties counting half (Mann-Whitney, average ranks); NaN if a side is empty."""
+    from scipy.stats import rankdata
+
+    pos, neg = np.asarray(positive, dtype=float), np.asarray(negative, dtype=float)
+    if not len(pos) or not len(neg):
+        return float("nan")
+    ranks = rankdata(np.r_[pos, neg])
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def clustered_auc_interval(scores: Sequence[float], positive: Sequence[bool], clusters: Sequence[str], n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, float]:
+    """:func:`auc` of ``scores`` (positives vs the rest) with a percentile bootstrap interval that
+    resamples whole clusters (questions): ``{"mean", "lo", "hi", "n"}``, ``n`` the number of clusters."""
+    s, y = np.asarray(scores, dtype=float), np.asarray(positive, dtype=bool)
+    ids, cluster = np.unique(np.asarray(clusters, dtype=object).astype(str), return_inverse=True)
+    members = [np.flatnonzero(cluster == i) for i in range(len(ids))]
+    point = auc(s[y], s[~y])
+    if not len(ids) or np.isnan(point):
+        return {"mean": point, "lo": float("nan"), "hi": float("nan"), "n": len(ids)}
+    rng = np.random.default_rng(seed)
+    draws = []
+    for pick in rng.integers(0, len(ids), size=(n_boot, len(ids))):
+        idx = np.concatenate([members[i] for i in pick])
+        draws.append(auc(s[idx][y[idx]], s[idx][~y[idx]]))
+    lo, hi = np.nanquantile(draws, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return {"mean": round(point, 4), "lo": round(float(lo), 4), "hi": round(float(hi), 4), "n": len(ids)}

@@ -166,6 +166,29 @@ def _convert_gguf(name: str) -> Path:
     return target
 
 
+def weights_id(name: str) -> str:
+    """What identifies a generator's weights in a cache key: a packaged name stands for its pinned
+    package; any other name (a local path, a hub id) adds a hash of its safetensors bytes, so a
+    retrained model never gets the old weights' cached values."""
+    if name in GENERATOR_PACKAGES:
+        return name
+    files = sorted(Path(generator_path(name)).glob("*.safetensors"))
+    return f"{name}@{_digest(tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))}"
+
+
+@functools.cache
+def _digest(files: tuple[tuple[str, int, int], ...]) -> str:
+    """sha256 of the files' bytes (memoised per process on their path, size and modification time)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for path, _, _ in files:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 24), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
 def generator_path(name: str) -> Path:
     """Directory with safetensors weights and tokenizer for a generator name."""
     return _convert_gguf(name) if name in GENERATOR_PACKAGES else resolve(name)

@@ -32,15 +32,15 @@ class DataParams(Section):
     seed: int = 13
 
 
-# The dtype ``models.dtype: auto`` picks per device (why: the README's "Numerics" section).
-DEVICE_DTYPE = {"cpu": "bfloat16", "cuda": "bfloat16"}
+# ``auto`` for a bf16 switch: on where the device runs bf16 natively (``ragalign.core.numerics``).
+Bf16Switch = Literal["auto"] | bool
 
 
 class ModelsParams(Section):
     generator: str = Field("smollm2-135m-instruct", min_length=1)
     encoder: str = Field("minilm-l6", min_length=1)
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available, else cpu")
-    dtype: Literal["auto", "bfloat16", "float32"] = Field("auto", description="auto: the device's default (DEVICE_DTYPE)")
+    dtype: Literal["auto", "bfloat16", "float32"] = Field("auto", description="auto: bfloat16 where the device runs it natively, else float32")
 
     def resolved_device(self) -> str:
         from ragalign.core.models import resolve_device
@@ -48,18 +48,16 @@ class ModelsParams(Section):
         return resolve_device(self.device)
 
     def resolved_dtype(self) -> str:
-        return DEVICE_DTYPE[self.resolved_device()] if self.dtype == "auto" else self.dtype
+        from ragalign.core.numerics import resolve_dtype
 
-    def describe(self) -> str:
-        """One line: the device and dtype this study will run with."""
-        return f"device {self.resolved_device()} (models.device={self.device}), dtype {self.resolved_dtype()}"
+        return resolve_dtype(self.dtype, self.resolved_device())
 
 
 class RetrievalParams(Section):
     k: int = Field(20, ge=1, description="passages retrieved per question")
     max_length: int = Field(128, ge=16, description="bi-encoder input tokens (MiniLM was trained at 128)")
     encode_batch_size: int = Field(64, ge=1)
-    bf16_autocast: bool = Field(True, description="embed queries and passages in bf16 autocast (bench/encode_precision.py)")
+    bf16_autocast: Bf16Switch = Field("auto", description="embed queries and passages in bf16 autocast (auto: where bf16 is native; bench/encode_precision.py)")
 
 
 class RagParams(Section):
@@ -67,6 +65,7 @@ class RagParams(Section):
     max_passage_tokens: int = Field(128, ge=8)
     max_new_tokens: int = Field(16, ge=1)
     n_bootstrap: int = Field(1000, ge=10)
+    equivalence_margin: float = Field(0.1, gt=0, description="nats of mean gold-answer log-prob inside which two variants count as equivalent (their paired 95% interval lies within ±margin)")
 
 
 class TrainingParams(Section):
@@ -79,7 +78,7 @@ class TrainingParams(Section):
     max_length: int = Field(160, ge=16, description="cross-encoder input tokens (question + passage)")
     val_fraction: float = Field(0.2, gt=0, lt=1)
     prior_temperature: float = Field(0.05, gt=0, description="rerankers score dense cosine / prior_temperature + a learned correction (0 at start)")
-    bf16_autocast: bool = Field(True, description="reranker training forwards/backwards in bf16 autocast (bench/train_precision.py)")
+    bf16_autocast: Bf16Switch = Field("auto", description="reranker training forwards/backwards in bf16 autocast (auto: where bf16 is native; bench/train_precision.py)")
     seed: int = 7
 
 
@@ -161,6 +160,12 @@ class Params(BaseModel):
     radio: RadioParams = RadioParams()
     figret: FigretParams = FigretParams()
     rag_e: RagEParams = RagEParams()
+
+    def numerics(self):
+        """The device, dtype and autocast switches these params resolve to on this machine (``core.numerics``)."""
+        from ragalign.core.numerics import resolve
+
+        return resolve(self)
 
     @model_validator(mode="after")
     def _cross_section(self) -> Params:
@@ -261,7 +266,10 @@ def main(argv: list[str] | None = None) -> int:
     except ParamsError as err:
         print(f"{path}: {err}", file=sys.stderr)
         return 1
-    print(f"{path}: ok; {params.models.describe()}")
+    from ragalign.core.numerics import explain
+
+    print(f"{path}: ok")
+    print(explain(params))
     return 0
 
 

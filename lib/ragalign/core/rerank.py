@@ -29,8 +29,9 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from ragalign.core.io import write_json
 from ragalign.core.models import device, load_encoder, load_encoder_tokenizer
+from ragalign.core.numerics import resolve_autocast
 from ragalign.core.retrieval import DenseEncoder
-from ragalign.core.training import batched_mean, fit
+from ragalign.core.training import batched_mean, batched_values, fit
 
 if TYPE_CHECKING:
     from ragalign.core.params import TrainingParams
@@ -46,11 +47,16 @@ class Group:
     target: tuple[float, ...]
 
 
-def kl_listwise_loss(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean over groups of KL(target || softmax(scores)); rows of ``target`` sum to 1."""
+def kl_listwise_losses(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """KL(target || softmax(scores)) of each group (row); rows of ``target`` sum to 1."""
     log_q = torch.log_softmax(scores, dim=-1)
     log_p = torch.log(target.clamp(min=1e-12))
-    return (target * (log_p - log_q)).sum(-1).mean()
+    return (target * (log_p - log_q)).sum(-1)
+
+
+def kl_listwise_loss(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean over groups of KL(target || softmax(scores)); rows of ``target`` sum to 1."""
+    return kl_listwise_losses(scores, target).mean()
 
 
 class MeanPoolScorer(torch.nn.Module):
@@ -174,6 +180,11 @@ class CrossEncoder:
 
 
 def _group_loss(model: CrossEncoder, groups: Sequence[Group]) -> torch.Tensor:
+    return _group_losses(model, groups).mean()
+
+
+def _group_losses(model: CrossEncoder, groups: Sequence[Group]) -> torch.Tensor:
+    """The listwise KL of each group of a batch (one forward for the batch)."""
     sizes = {len(g.passages) for g in groups}
     assert len(sizes) == 1, "groups in a batch must have one size"
     size = sizes.pop()
@@ -181,7 +192,7 @@ def _group_loss(model: CrossEncoder, groups: Sequence[Group]) -> torch.Tensor:
     passages = [p for g in groups for p in g.passages]
     scores = model.logits(queries, passages).view(len(groups), size)
     target = torch.tensor([g.target for g in groups], dtype=scores.dtype, device=scores.device)
-    return kl_listwise_loss(scores, target)
+    return kl_listwise_losses(scores, target)
 
 
 def train_listwise(
@@ -199,7 +210,8 @@ def train_listwise(
 ) -> pd.DataFrame:
     """Train ``model`` in place on groups with the study's one trainer (:func:`ragalign.core.training.fit`):
     the listwise KL loss, a seeded shuffle each epoch, the held-out loss ``evals_per_epoch`` times an
-    epoch; returns the curve (step, epoch, split, loss)."""
+    epoch; returns the curve (step, epoch, split, loss), with each held-out group's loss at the start
+    and with the kept weights in ``curve.attrs[training.HELDOUT]``."""
     return fit(
         model.model,
         groups,
@@ -213,6 +225,7 @@ def train_listwise(
         evals_per_epoch=evals_per_epoch,
         autocast=autocast,
         desc=desc,
+        item_losses=lambda held_out: batched_values(lambda batch: _group_losses(model, batch), held_out),
     )
 
 
@@ -233,7 +246,7 @@ def train_reranker(encoder: str, groups: Sequence[Group], budget: TrainingParams
         val_fraction=budget.val_fraction,
         seed=budget.seed,
         desc=desc,
-        autocast=budget.bf16_autocast,
+        autocast=resolve_autocast(budget.bf16_autocast, device()),
     )
     return model, curve
 

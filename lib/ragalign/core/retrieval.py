@@ -67,9 +67,10 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 class DenseEncoder:
     """A MiniLM-style bi-encoder: the same weights embed queries and passages.
 
-    ``autocast`` runs :meth:`embed` (inference only) in bf16 autocast: 2.5x faster on a 2-core CPU,
-    embeddings within cosine 1e-4 of float32 and the same retrieval quality
-    (``bench/results/encode_precision.json``). Training forwards follow the trainer's own setting.
+    ``autocast`` runs :meth:`embed` (inference only) in bf16 autocast: faster where the CPU runs bf16
+    natively, about ten times slower where it emulates it (``retrieval.bf16_autocast: auto`` chooses),
+    with embeddings close to float32's (``bench/results/encode_precision.json`` says how close, and on
+    which CPU). Training forwards follow the trainer's own setting.
     """
 
     def __init__(self, name: str, max_length: int = 256, model: torch.nn.Module | None = None, autocast: bool = False):

@@ -11,7 +11,11 @@ optimiser than another:
   the validation loss stay float32; ``bench/train_precision.py``);
 - the held-out loss measured before training and ``evals_per_epoch`` times an epoch; the weights
   with the lowest one are kept, the untrained ones included, so a component can only move away
-  from its start where that helped on held-out questions.
+  from its start where that helped on held-out questions;
+- optionally (``item_losses``) each held-out item's loss at the start and with the kept weights,
+  in ``curve.attrs[HELDOUT]``, so the gain can be paired per question (``validity.loss_gate``).
+  Measuring them runs the model in eval mode without gradients and draws no random numbers: the
+  training itself is bit-identical with or without them.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ class HasQid(Protocol):
 
 
 T = TypeVar("T", bound=HasQid)
+
+HELDOUT = "heldout"  # curve.attrs key: {"qid": [...], "start": [...], "kept": [...]}, one entry per held-out item
 
 
 def split_groups(items: Sequence[T], val_fraction: float, seed: int) -> tuple[list[T], list[T]]:
@@ -59,13 +65,16 @@ def fit(
     evals_per_epoch: int = 1,
     autocast: bool = False,
     desc: str = "train",
+    item_losses: Callable[[Sequence[T]], Sequence[float]] | None = None,
 ) -> pd.DataFrame:
     """Train ``module`` in place on ``items``; returns the curve (step, epoch, split, loss).
 
     ``loss(batch)`` is the training loss of ``batch_size`` consecutive items (it runs the module);
     ``val_loss(items)`` the mean held-out loss (NaN for none). ``order(train, epoch)`` gives an
     epoch's item order (default: a seeded shuffle, one generator for the whole run). Ends with the
-    best held-out weights loaded and the module in eval mode.
+    best held-out weights loaded and the module in eval mode. ``item_losses(items)``, when given,
+    is each held-out item's loss: measured at the start and with the kept weights into
+    ``curve.attrs[HELDOUT]``.
     """
     seed_everything(seed)
     train, val = split_groups(items, val_fraction, seed)
@@ -90,7 +99,16 @@ def fit(
             best = (value, {k: v.detach().clone() for k, v in module.state_dict().items()})
         module.train()
 
+    def held_out_items() -> list[float]:
+        mode = module.training
+        module.eval()
+        with torch.no_grad():
+            values = [float(v) for v in item_losses(val)]
+        module.train(mode)
+        return values
+
     evaluate(0, 0)
+    start_items = held_out_items() if item_losses is not None and val else None
     if train:
         params = [p for p in module.parameters() if p.requires_grad]
         optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
@@ -120,7 +138,16 @@ def fit(
                     evaluate(step, epoch)
     module.load_state_dict(best[1])
     module.eval()
-    return pd.DataFrame(curve)
+    out = pd.DataFrame(curve)
+    if start_items is not None:
+        out.attrs[HELDOUT] = {"qid": [i.qid for i in val], "start": start_items, "kept": held_out_items()}
+    return out
+
+
+def batched_values(losses: Callable[[Sequence[T]], torch.Tensor], items: Sequence[T], batch_size: int = 32) -> list[float]:
+    """Per-item values of ``losses`` (one value per item of a batch) over ``items``, in the batches
+    :func:`batched_mean` uses, so they are the values its means are taken over."""
+    return [float(v) for s in range(0, len(items), batch_size) for v in losses(items[s : s + batch_size]).tolist()]
 
 
 def batched_mean(loss: Callable[[Sequence[T]], torch.Tensor], items: Sequence[T], batch_size: int = 32) -> float:

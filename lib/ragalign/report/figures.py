@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -9,6 +10,7 @@ import pandas as pd
 import seaborn as sns
 
 from ragalign.core import plots
+from ragalign.core.verdicts import BEATS, DID_NOT_MOVE, EQUIVALENT, IDENTICAL, NOT_TOLD_APART, WORSE, verdict
 from ragalign.report.summary import VARIANT_SOURCES
 
 BUILDING_STAGES = ("03_rag_baselines", "05_selector_training", "06_rationale_distillation", "07_figret")
@@ -20,9 +22,13 @@ def stage_colors() -> dict[str, tuple]:
     return dict(zip(BUILDING_STAGES, sns.color_palette(plots.PALETTE, len(BUILDING_STAGES)), strict=True))
 
 
-def verdict_color(lo: float, hi: float) -> str:
-    """Green: interval above 0; red: below 0; grey: not told apart."""
-    return "tab:green" if lo > 0 else "tab:red" if hi < 0 else "grey"
+VERDICT_COLORS = {BEATS: "tab:green", WORSE: "tab:red", EQUIVALENT: "tab:blue", NOT_TOLD_APART: "grey", IDENTICAL: "silver", DID_NOT_MOVE: "silver"}
+
+
+def verdict_color(d: Mapping) -> str:
+    """The colour of a paired difference's verdict (its ``verdict`` if it has one, else judged without a margin):
+    green beats, red worse, blue equivalent, grey not told apart, silver identical."""
+    return VERDICT_COLORS[d.get("verdict") or verdict(d)]
 
 
 def headline_figure(table: pd.DataFrame, paired: pd.DataFrame, path: str | Path) -> plt.Figure:
@@ -45,7 +51,7 @@ def headline_figure(table: pd.DataFrame, paired: pd.DataFrame, path: str | Path)
         axes[1],
         [f"{VARIANT_SOURCES[v][1]} − {VARIANT_SOURCES[ref][1]}" for v, ref in zip(vs_dense.variant, vs_dense.reference, strict=True)],
         vs_dense["mean"], vs_dense.lo, vs_dense.hi,
-        [verdict_color(lo, hi) for lo, hi in zip(vs_dense.lo, vs_dense.hi, strict=True)],
+        [verdict_color(row) for row in vs_dense.to_dict(orient="records")],
     )
     axes[1].axvline(0, color="black", lw=0.8)
     axes[1].set(xlabel="paired difference in gold-answer log-prob (95% CI)", title="Each method minus dense at the same k")

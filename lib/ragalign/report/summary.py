@@ -12,7 +12,8 @@ import pandas as pd
 
 from ragalign.core.io import atomic_write_text
 from ragalign.core.metrics import bootstrap_ci, paired_difference
-from ragalign.core.validity import GATE_LABELS
+from ragalign.core.validity import failed, gate_text
+from ragalign.core.verdicts import describe, label, verdict
 
 
 def context_gold_recall(answers: pd.DataFrame, questions: pd.DataFrame) -> pd.Series:
@@ -66,9 +67,10 @@ REFERENCES: dict[str, tuple[str | None, str | None]] = {
 RETRIEVAL_CHECKS = (("oracle", "no_retrieval"), ("dense", "no_retrieval"))
 
 
-def paired_table(answers: pd.DataFrame, metric: str, n_boot: int, seed: int) -> pd.DataFrame:
-    """One row per (variant, reference): the paired difference of ``metric`` with its interval and
-    the smallest difference detectable at 80% power (``mde``)."""
+def paired_table(answers: pd.DataFrame, metric: str, n_boot: int, seed: int, margin: float | None = None) -> pd.DataFrame:
+    """One row per (variant, reference): the paired difference of ``metric`` with its interval, the
+    smallest difference detectable at 80% power (``mde``), ``identical`` (0 on every question) and its
+    ``verdict`` (:func:`ragalign.core.verdicts.verdict`, equivalence within ``margin``)."""
     by = dict(tuple(answers.groupby("variant", sort=False)))
     pairs = [(v, ref, kind) for v, refs in REFERENCES.items() for ref, kind in zip(refs, ("reranker", "dense"), strict=True) if ref]
     pairs += [(a, b, "retrieval") for a, b in RETRIEVAL_CHECKS]
@@ -77,19 +79,32 @@ def paired_table(answers: pd.DataFrame, metric: str, n_boot: int, seed: int) -> 
         for v, ref, kind in pairs
         if v in by and ref in by
     ]
+    for row in rows:
+        row["identical"] = row["identical"] or same_contexts(by[row["variant"]], by[row["reference"]])
+        row["verdict"] = verdict(row, margin)
     return pd.DataFrame(rows)
 
 
-def verdict(d: dict, a: str, b: str, unit: str = "") -> str:
-    """A paired difference in words that follow its sign and interval: nothing is 'better' inside an interval that includes 0."""
-    numbers = f"{d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]{unit}"
-    if d["lo"] == d["hi"] == 0:
-        return f"{a} and {b} give the same value on every question (their contexts coincide)"
-    if d["lo"] > 0:
-        return f"{a} beats {b} ({numbers})"
-    if d["hi"] < 0:
-        return f"{a} is worse than {b} ({numbers})"
-    return f"{a} and {b} are not told apart ({numbers}; the study detects {d['mde']:.3f} with 80% power)"
+def same_contexts(answers: pd.DataFrame, other: pd.DataFrame) -> bool:
+    """Whether two variants showed the generator the same passages, in the same order, on every question both answered
+    (False when either table lacks ``context_pids``)."""
+    if "context_pids" not in answers or "context_pids" not in other:
+        return False
+    a, b = answers.set_index("qid").context_pids, other.set_index("qid").context_pids
+    common = a.index.intersection(b.index)
+    return bool(len(common)) and all(list(a[q]) == list(b[q]) for q in common)
+
+
+def says(paired: pd.DataFrame, variant: str, reference: str, margin: float | None = None) -> str:
+    """One row of :func:`paired_table` in words (:func:`ragalign.core.verdicts.describe`), by display names."""
+    row = paired.set_index(["variant", "reference"]).loc[(variant, reference)].to_dict()
+    return describe(row, VARIANT_SOURCES[variant][1], VARIANT_SOURCES[reference][1], margin)
+
+
+def verdict_column(paired: pd.DataFrame, kind: str, margin: float | None = None) -> pd.Series:
+    """Per variant: the verdict of its ``kind`` comparison (``dense``: against dense at the same k) as a table cell."""
+    rows = paired[paired.kind == kind]
+    return pd.Series([label(w, margin) for w in rows.verdict], index=rows.variant.to_numpy(), dtype=object)
 
 
 def validity_gates(metrics: dict[str, dict]) -> dict[str, dict]:
@@ -101,13 +116,15 @@ def validity_gates(metrics: dict[str, dict]) -> dict[str, dict]:
 
 def failed_gates_text(gates: dict[str, dict]) -> str:
     """The failed gates as a sentence for the top of the findings and the README ('' when all pass)."""
-    bad = [name for name, gate in gates.items() if not gate.get("passed", False)]
+    bad = failed(gates)
     if not bad:
         return f"All {len(gates)} validity gates pass."
-    return f"**{len(bad)} of {len(gates)} validity gates fail.** Not shown at this budget: " + "; ".join(GATE_LABELS.get(b, b) for b in bad) + "."
+    return f"**{len(bad)} of {len(gates)} validity gates fail.** Not shown at this budget: " + "; ".join(gate_text(b, gates[b]) for b in bad) + "."
 
 
-def _fmt(value: float, digits: int = 3) -> str:
+def _fmt(value: float | str, digits: int = 3) -> str:
+    if isinstance(value, str):
+        return value
     return "–" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
 
 
@@ -155,6 +172,19 @@ def readme_block(readme: str | Path, name: str = "results") -> str:
     return text.split(begin, 1)[1].split(end, 1)[0].strip()
 
 
+def computed_in_text(numerics: dict, host: dict | None = None) -> str:
+    """One line: what the results were computed in (``artifacts.NUMERICS``) and on which machine (``artifacts.HOST``)."""
+    switches = f"embedding autocast {'on' if numerics['retrieval_autocast'] else 'off'}, reranker-training autocast {'on' if numerics['training_autocast'] else 'off'}"
+    line = f"*Computed in {numerics['dtype']} on {numerics['device']} ({switches}; torch {numerics['torch']}, {numerics['cpu_capability']} CPU kernels)"
+    if host is not None:
+        cpu = host["host"]["cpu"]
+        native = f"native bf16: {', '.join(cpu['bf16_flags'])}" if cpu["bf16_flags"] else "no native bf16"
+        line += f", on {cpu['model']} (family {cpu['family']}, model {cpu['model_number']}; {native})"
+        if "cuda_device" in host["host"]:
+            line += f" with {host['host']['cuda_device']}"
+    return line + ": results/numerics.json; another machine may resolve other numerics, and `dvc repro` then re-runs the study.*"
+
+
 def timings_table(folder: str | Path = "results/timings") -> str:
     """Markdown table of each stage's last wall time and peak memory, and the variants it builds.
 
@@ -167,7 +197,7 @@ def timings_table(folder: str | Path = "results/timings") -> str:
         builds.setdefault(stage, []).append(name)
     builds.setdefault("08_rag_e_audit", []).append("(audit of six variants)")
     builds.setdefault("09_summary", []).append("(this table)")
-    rows = [json.loads(f.read_text()) for f in sorted(Path(folder).glob("*.json")) if f.stem != "09_summary"]  # 09 is running now
+    rows = [json.loads(f.read_text()) for f in sorted(Path(folder).glob("*.json")) if f.stem not in ("00_numerics", "09_summary", "probe")]  # 09 is running now; 00 and its probe run on every repro (seconds)
     lines = ["| stage | builds | wall time | peak memory |", "|---|---|---:|---:|"]
     lines += [
         f"| {r['stage']} | {', '.join(builds.get(r['stage'], [])) or '–'} | {r['wall_s'] / 60:.1f} min | {r['peak_rss_mib'] / 1024:.1f} GiB |"

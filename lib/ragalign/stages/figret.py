@@ -10,14 +10,14 @@ import pandas as pd
 from ragalign.core import artifacts
 from ragalign.core.data import load_splits
 from ragalign.core.lm import LM
-from ragalign.core.metrics import paired_difference
 from ragalign.core.params import Params
 from ragalign.core.rag import PassageStore, answer_questions, build_cost, summarise
 from ragalign.core.retrieval import DenseEncoder, corpus_strings, dense_search, retrieval_quality, to_ranking, top_pids
 from ragalign.core.seed import seed_everything
 from ragalign.core.validity import chance_gate, ranker_gate
+from ragalign.core.verdicts import paired_outcomes
 from ragalign.methods.figret.examples import examples_table
-from ragalign.methods.figret.judge import judge_auc
+from ragalign.methods.figret.judge import judge_auc, judge_auc_interval
 from ragalign.methods.figret.rounds import round_table, run_ablations, run_rounds
 from ragalign.methods.figret.training import search_pool
 
@@ -72,7 +72,7 @@ def run(P: Params) -> Result:
     train_kwargs = dict(epochs=P.training.epochs, lr=F.lr, batch_size=P.training.batch_size, temperature=F.temperature, val_fraction=P.training.val_fraction, seed=P.training.seed)
 
     def fresh_encoder() -> DenseEncoder:
-        return DenseEncoder(P.models.encoder, P.retrieval.max_length, autocast=P.retrieval.bf16_autocast)
+        return DenseEncoder(P.models.encoder, P.retrieval.max_length, autocast=P.numerics().retrieval_autocast)
 
     encoder = fresh_encoder()
     base = search_pool(encoder, test, test_pool, passage_text, P.retrieval.k, "figret", P.retrieval.encode_batch_size, pool_emb=passage_emb[[row_of[p] for p in test_pool]])
@@ -111,12 +111,14 @@ def run(P: Params) -> Result:
     summary = summarise(answers, P.rag.n_bootstrap, seed=P.data.seed)["figret"]
     base_answers = artifacts.BASELINE_ANSWERS.read()
     baselines = summarise(base_answers[base_answers.variant.isin(["dense", "reranker"])], P.rag.n_bootstrap, seed=P.data.seed)
-    diff = {m: paired_difference(answers, base_answers[base_answers.variant == "dense"], m, P.rag.n_bootstrap, P.data.seed) for m in ("em", "f1", "gold_logprob")}
-    diff_reranker = paired_difference(answers, base_answers[base_answers.variant == "reranker"], "gold_logprob", P.rag.n_bootstrap, P.data.seed)
+    n_boot, seed, margin = P.rag.n_bootstrap, P.data.seed, P.rag.equivalence_margin
+    diff = paired_outcomes(answers, base_answers[base_answers.variant == "dense"], n_boot, seed, margin)
+    diff_reranker = paired_outcomes(answers, base_answers[base_answers.variant == "reranker"], n_boot, seed, margin)["gold_logprob"]
+    auc_interval = judge_auc_interval(judged, n_boot, seed)
     validity = {
-        "retriever_vs_dense_ranking": ranker_gate(ranking, dense[dense.qid.isin(test.qid)], test),
-        "judge_relevance_vs_chance": chance_gate(auc["relevance"]),
-        "judge_purity_vs_chance": chance_gate(auc["purity"]),
+        "retriever_vs_dense_ranking": ranker_gate(ranking, dense[dense.qid.isin(test.qid)], test, n_boot=n_boot, seed=seed),
+        "judge_relevance_vs_chance": chance_gate(auc_interval["relevance"]),
+        "judge_purity_vs_chance": chance_gate(auc_interval["purity"]),
     }
 
     if F.ablations:  # one round from the stage-02 weights on the round-1 examples, in the test pool
@@ -145,6 +147,7 @@ def run(P: Params) -> Result:
             "rounds": history.to_dict(orient="records"),
             "per_round": per_round.to_dict(orient="records"),
             "judge_auc_gold_vs_nongold": auc,
+            "judge_auc_interval": auc_interval,
             "ablations_one_round_test_pool": abl.to_dict(orient="records"),
             "pools": {"train": len(train_pool), "test": len(test_pool)},
             "cost": {"llm_evaluations": lm.evaluations, "llm_forward_tokens": lm.forward_tokens},

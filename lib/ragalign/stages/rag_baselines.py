@@ -17,6 +17,7 @@ from ragalign.core.rerank import relevance_groups, rerank, train_reranker
 from ragalign.core.retrieval import passage_texts, retrieval_quality, top_pids
 from ragalign.core.seed import seed_everything
 from ragalign.core.validity import difference_gate, loss_gate, ranker_gate
+from ragalign.core.verdicts import with_verdict
 
 # Paired gold-answer likelihood differences the stage reports: (variant, reference).
 DIFFERENCES = (("oracle", "no_retrieval"), ("dense", "no_retrieval"), ("bm25", "no_retrieval"), ("reranker", "dense"))
@@ -30,7 +31,7 @@ class Result:
     rank_quality: pd.DataFrame  # bm25 / dense / reranker x recall@k, mrr (test)
     answers: pd.DataFrame
     summary: dict  # variant -> em, f1, gold_logprob (mean, lo, hi), n
-    differences: dict  # "a - b" -> paired gold-log-prob difference
+    differences: dict  # "a - b" -> paired gold-log-prob difference, with its verdict (rag.equivalence_margin)
     validity: dict
 
 
@@ -59,12 +60,15 @@ def run(P: Params) -> Result:
     answers = pd.concat([answer_questions(lm, test, ctx, store, name, P.rag.max_new_tokens) for name, ctx in contexts.items()], ignore_index=True)
     summary = summarise(answers, P.rag.n_bootstrap, seed=P.data.seed)
     by = {v: answers[answers.variant == v] for v in contexts}
-    differences = {f"{a} - {b}": paired_difference(by[a], by[b], "gold_logprob", P.rag.n_bootstrap, P.data.seed) for a, b in DIFFERENCES}
+    differences = {
+        f"{a} - {b}": with_verdict(paired_difference(by[a], by[b], "gold_logprob", P.rag.n_bootstrap, P.data.seed), P.rag.equivalence_margin)
+        for a, b in DIFFERENCES
+    }
     validity = {
         "oracle_vs_no_retrieval": difference_gate(differences["oracle - no_retrieval"]),
         "dense_vs_no_retrieval": difference_gate(differences["dense - no_retrieval"]),
-        "reranker_vs_dense_ranking": ranker_gate(reranked, dense, test),
-        "reranker_heldout_loss": loss_gate(curve),
+        "reranker_vs_dense_ranking": ranker_gate(reranked, dense, test, n_boot=P.rag.n_bootstrap, seed=P.data.seed),
+        "reranker_heldout_loss": loss_gate(curve, P.rag.n_bootstrap, P.data.seed),
     }
 
     reranker.save(artifacts.RELEVANCE_RERANKER.path)

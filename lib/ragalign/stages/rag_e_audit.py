@@ -36,6 +36,7 @@ class Result:
     align: pd.DataFrame  # one row per (variant, order, question): WARG, failure modes
     summary: dict  # (variant, order) -> measure -> mean, lo, hi
     paired: dict  # variant -> measure -> paired difference against dense
+    orders: dict  # variant (and games.ALL_VARIANTS) -> measure -> shuffled minus original, paired on the shuffled questions
     utility: dict  # variant -> gold-answer utility summary
     gain_link: dict  # single-document gain vs Shapley value in context
     confusion: dict  # variant -> rank-against-rank fractions (original order)
@@ -102,6 +103,7 @@ def run(P: Params) -> Result:
     align, summary = games.alignment_table(rows, tops, E.warg_p, P.rag.n_bootstrap, E.seed)
     p_mid = mid_p(E.warg_p)
     paired = games.paired_vs(align, "dense", ["wasted", "noise", f"warg_ext@{p_mid:g}"], P.rag.n_bootstrap, E.seed) if not align.empty else {}
+    orders = games.paired_orders(align, ["wasted", "noise"], P.rag.n_bootstrap, E.seed)
     utility = games.utility_summary(rows, dict(zip(test.qid, test.gold_pids, strict=True)), P.rag.n_bootstrap, E.seed)
     gain_link = games.gain_vs_shapley(rows[rows.order == "original"])
     confusion = {}
@@ -127,6 +129,7 @@ def run(P: Params) -> Result:
         },
         "missing_variants": {r.variant: r.missing for r in missing.itertuples()},
         "gain_vs_shapley": gain_link,
+        "shuffled_minus_original": orders.get(games.ALL_VARIANTS),
         "variants": {
             v.name: {
                 "kind": v.kind,
@@ -136,6 +139,7 @@ def run(P: Params) -> Result:
                 "original": alignment.metrics_block(summary[(v.name, "original")], E.warg_p) if (v.name, "original") in summary else None,
                 "shuffled": alignment.metrics_block(summary[(v.name, "shuffled")], E.warg_p) if (v.name, "shuffled") in summary else None,
                 "paired_vs_dense": paired.get(v.name),
+                "shuffled_minus_original": orders.get(v.name),
                 "ig": ig_block(ig_table, v.name) if v.differentiable else None,
             }
             for v in audited
@@ -145,7 +149,7 @@ def run(P: Params) -> Result:
     artifacts.AUDIT_GAMES.write(rows)
     return Result(
         test, status, audited, tops, len(audit_games), metrics["config"]["shuffled_questions"], plans, n_distinct, evaluations,
-        rows, align, summary, paired, utility, gain_link, confusion, ig, ig_table, quality, metrics,
+        rows, align, summary, paired, orders, utility, gain_link, confusion, ig, ig_table, quality, metrics,
         audit_table(audited, utility, quality, summary, mid_p(E.warg_p)),
     )
 

@@ -11,13 +11,13 @@ import pandas as pd
 from ragalign.core import artifacts
 from ragalign.core.data import load_splits
 from ragalign.core.lm import LM
-from ragalign.core.metrics import paired_difference
 from ragalign.core.params import Params
 from ragalign.core.rag import PassageStore, answer_questions, build_cost, summarise
 from ragalign.core.rerank import rerank, train_reranker
 from ragalign.core.retrieval import DenseEncoder, passage_texts, top_pids
 from ragalign.core.seed import seed_everything
 from ragalign.core.validity import loss_gate, ranker_gate
+from ragalign.core.verdicts import paired_outcomes
 from ragalign.methods import rationale as radio
 
 
@@ -34,7 +34,7 @@ class Result:
     answers: pd.DataFrame
     summary: dict
     variants: dict  # variant -> em/f1 summary: the stage-03 baselines, GainRAG (when there), RADIO
-    paired: dict  # stage-03 variant -> metric -> paired difference (RADIO minus it)
+    paired: dict  # stage-03 variant -> metric -> paired difference (RADIO minus it), with its verdict
     test_agreement: pd.DataFrame
     validity: dict
     rationale_cost: dict
@@ -54,7 +54,7 @@ def run(P: Params) -> Result:
     rationale_cost = {"evaluations": lm.evaluations, "forward_tokens": lm.forward_tokens}
     mentions_answer = [a.lower() in t.lower() for a, t in zip(rationales.answer, rationales.rationale, strict=True)]
 
-    encoder = DenseEncoder(P.models.encoder, P.retrieval.max_length, autocast=P.retrieval.bf16_autocast)
+    encoder = DenseEncoder(P.models.encoder, P.retrieval.max_length, autocast=P.numerics().retrieval_autocast)
     rationale_emb = dict(zip(rationales.qid, encoder.embed(rationales.text.tolist(), P.retrieval.encode_batch_size), strict=True))
     ranked = radio.rationale_ranking(dense_k, rationale_emb, passage_emb, pid_row, P.radio.mix, P.radio.k)
     ranked_only = radio.rationale_ranking(dense_k, rationale_emb, passage_emb, pid_row, 1.0, P.radio.k)
@@ -75,13 +75,11 @@ def run(P: Params) -> Result:
         gain_answers = artifacts.GAIN_ANSWERS.read()
         variants |= summarise(gain_answers[gain_answers.variant == "gainrag"], P.rag.n_bootstrap, seed=P.data.seed)
     variants["radio"] = summary["radio"]
-    paired = {
-        v: {m: paired_difference(answers, df, m, P.rag.n_bootstrap, P.data.seed) for m in ("em", "f1", "gold_logprob")}
-        for v, df in baseline_answers.groupby("variant", sort=False)
-    }
+    n_boot, seed = P.rag.n_bootstrap, P.data.seed
+    paired = {v: paired_outcomes(answers, df, n_boot, seed, P.rag.equivalence_margin) for v, df in baseline_answers.groupby("variant", sort=False)}
     validity = {
-        "reranker_heldout_loss": loss_gate(curve),
-        "reranker_vs_dense_ranking": ranker_gate(radio_ranking, dense_k[dense_k.qid.isin(test.qid)], test),
+        "reranker_heldout_loss": loss_gate(curve, n_boot, seed),
+        "reranker_vs_dense_ranking": ranker_gate(radio_ranking, dense_k[dense_k.qid.isin(test.qid)], test, n_boot=n_boot, seed=seed),
     }
     reranked = artifacts.RERANKER_RANKINGS.read()
     test_agreement = radio.gold_agreement(

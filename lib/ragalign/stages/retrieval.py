@@ -42,7 +42,7 @@ def run(P: Params) -> Result:
     corpus = corpus_strings(passages)
     idx, scores = bm25_search(corpus, questions.question.tolist(), P.retrieval.k)
     bm25 = to_ranking(questions.qid, idx, scores, passages.pid, "bm25")
-    encoder = DenseEncoder(P.models.encoder, P.retrieval.max_length, autocast=P.retrieval.bf16_autocast)
+    encoder = DenseEncoder(P.models.encoder, P.retrieval.max_length, autocast=P.numerics().retrieval_autocast)
     passage_emb = encoder.embed(corpus, P.retrieval.encode_batch_size, desc="embed corpus")
     query_emb = encoder.embed(questions.question.tolist(), P.retrieval.encode_batch_size)
     idx, scores = dense_search(passage_emb, query_emb, P.retrieval.k)

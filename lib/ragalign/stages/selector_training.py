@@ -10,13 +10,14 @@ import pandas as pd
 from ragalign.core import artifacts
 from ragalign.core.data import load_passages, load_questions
 from ragalign.core.lm import LM
-from ragalign.core.metrics import paired_difference
+from ragalign.core.metrics import paired_interval
 from ragalign.core.params import Params
 from ragalign.core.rag import PassageStore, answer_questions, build_cost, summarise
 from ragalign.core.rerank import CrossEncoder, rerank, train_reranker
 from ragalign.core.retrieval import passage_texts
 from ragalign.core.seed import seed_everything
-from ragalign.core.validity import loss_gate, ranker_gate
+from ragalign.core.validity import difference_gate, loss_gate, ranker_gate
+from ragalign.core.verdicts import paired_outcomes
 from ragalign.methods.gainrag.pseudo import pseudo_texts
 from ragalign.methods.gainrag.selector import (
     context_texts,
@@ -38,16 +39,33 @@ class Result:
     answers: pd.DataFrame
     summary: dict
     baseline_summary: dict  # the stage-03 variants, summarised the same way
-    diffs: dict  # other variant -> metric -> paired difference (GainRAG minus it)
+    diffs: dict  # other variant -> metric -> paired difference (GainRAG minus it), with its verdict (paired_outcomes)
     validity: dict
     labelling_cost: dict  # stage 04's cost block
     top: str  # the dense top-k reference variant
 
 
+def gold_hits(ranking: pd.DataFrame, test: pd.DataFrame, k: int) -> pd.Series:
+    """Per test question (by qid, in ``test`` order): 1.0 when the top k of ``ranking`` holds a gold passage, else 0.0."""
+    tops = top_contexts(ranking, k)
+    return pd.Series({q.qid: float(bool(set(tops.get(q.qid, [])) & set(q.gold_pids))) for q in test.itertuples()})
+
+
 def gold_at_top_k(ranking: pd.DataFrame, test: pd.DataFrame, k: int) -> float:
     """Share of test questions whose top k (of ``ranking``) holds a gold passage."""
-    tops = top_contexts(ranking, k)
-    return float(pd.Series({q.qid: bool(set(tops.get(q.qid, [])) & set(q.gold_pids)) for q in test.itertuples()}).mean())
+    return float(gold_hits(ranking, test, k).mean())
+
+
+def gold_at_top_k_gate(ranking: pd.DataFrame, start: pd.DataFrame, test: pd.DataFrame, k: int, n_boot: int, seed: int) -> dict:
+    """Does ``ranking`` put a gold passage in its top k more often than ``start`` (the ranking it began
+    from)? Paired per test question; ``did not move`` when both show the same top k everywhere."""
+    mine, base = gold_hits(ranking, test, k), gold_hits(start, test, k)
+    a, b = top_contexts(ranking, k), top_contexts(start, k)
+    unmoved = all(list(a.get(q, [])) == list(b.get(q, [])) for q in test.qid)
+    return difference_gate(paired_interval((mine - base).to_numpy(), n_boot, seed), unmoved=unmoved) | {
+        "selector": float(mine.mean()),
+        "dense": float(base.mean()),
+    }
 
 
 def run(P: Params) -> Result:
@@ -105,16 +123,13 @@ def run(P: Params) -> Result:
     others = {v: answers[answers.variant == v] for v in summary if v != "gainrag"}
     others.update({f"baseline:{v}": df for v, df in base_answers.groupby("variant", sort=False)})
     mine = answers[answers.variant == "gainrag"]
-    diffs = {name: {m: paired_difference(mine, df, m, P.rag.n_bootstrap, P.data.seed) for m in ("em", "f1", "gold_logprob")} for name, df in others.items()}
+    n_boot, seed = P.rag.n_bootstrap, P.data.seed
+    diffs = {name: paired_outcomes(mine, df, n_boot, seed, P.rag.equivalence_margin) for name, df in others.items()}
     validity = {
-        "selector_heldout_loss": loss_gate(curve),
-        "selector_alpha0_heldout_loss": loss_gate(curve_a0),
-        "selector_vs_dense_ranking": ranker_gate(drop_pseudo(rankings["gainrag"]), rankings[top], test),
-        "gold_at_top_k_vs_dense": {
-            "passed": bool(selection.loc["gainrag", "gold_at_top_k"] >= selection.loc[top, "gold_at_top_k"]),
-            "selector": float(selection.loc["gainrag", "gold_at_top_k"]),
-            "dense": float(selection.loc[top, "gold_at_top_k"]),
-        },
+        "selector_heldout_loss": loss_gate(curve, n_boot, seed),
+        "selector_alpha0_heldout_loss": loss_gate(curve_a0, n_boot, seed),
+        "selector_vs_dense_ranking": ranker_gate(drop_pseudo(rankings["gainrag"]), rankings[top], test, n_boot=n_boot, seed=seed),
+        "gold_at_top_k_vs_dense": gold_at_top_k_gate(rankings["gainrag"], rankings[top], test, P.selector.top_k, n_boot, seed),
     }
     cost04 = stats04["cost"]
 

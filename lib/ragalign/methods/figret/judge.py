@@ -15,6 +15,7 @@ import torch
 
 from ragalign.core.cache import make_key
 from ragalign.core.lm import LM
+from ragalign.core.metrics import clustered_auc_interval
 from ragalign.core.rag import PassageStore
 
 QUESTIONS = {
@@ -117,6 +118,12 @@ def judge_questions(
     prompts = [judge_prompt("comprehensiveness", r.question, store.texts(r.pids)) for r in sets.itertuples()]
     sets["comprehensiveness"] = yes_no_scores(lm, prompts, batch, desc="judge comprehensiveness")
     return passages.drop(columns="question"), sets.drop(columns="question")
+
+
+def judge_auc_interval(judged: pd.DataFrame, n_boot: int, seed: int, criteria: Sequence[str] = ("relevance", "purity")) -> dict[str, dict]:
+    """Per criterion: the judge's AUC, gold vs non-gold, with a bootstrap interval over the judged
+    questions (:func:`ragalign.core.metrics.clustered_auc_interval`): ``{"mean", "lo", "hi", "n"}``."""
+    return {c: clustered_auc_interval(judged[c], judged.is_gold.astype(bool), judged.qid, n_boot, seed) for c in criteria}
 
 
 def judge_auc(judged: pd.DataFrame, criteria: Sequence[str] = ("relevance", "purity")) -> dict[str, float]:

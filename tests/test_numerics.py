@@ -1,0 +1,121 @@
+"""``auto`` numerics: bf16 only where the device runs it natively, resolved once, recorded for DVC."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ragalign.core import artifacts, cost, numerics
+from ragalign.core.params import validate
+
+ROOT = Path(__file__).resolve().parents[1]
+AVX2 = {"vendor": "AuthenticAMD", "model": "AMD EPYC (Zen 3)", "family": 25, "model_number": 1, "capability": "AVX2", "bf16_flags": []}
+ZEN5 = {"vendor": "AuthenticAMD", "model": "AMD EPYC (Zen 5)", "family": 26, "model_number": 2, "capability": "AVX512", "bf16_flags": ["avx512_bf16"]}
+
+
+@pytest.fixture
+def fake_cpu(monkeypatch):
+    """Pretend to run on a given CPU (and no GPU); the per-process caches are cleared around it."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+    def use(info: dict) -> None:
+        numerics.native_bf16.cache_clear()
+        monkeypatch.setattr(numerics, "cpu", lambda: info)
+
+    yield use
+    numerics.native_bf16.cache_clear()
+
+
+def test_auto_is_float32_where_bf16_is_emulated(fake_cpu):
+    fake_cpu(AVX2)
+    n = validate({}).numerics()
+    assert (n.dtype, n.retrieval_autocast, n.training_autocast) == ("float32", False, False)
+    why = numerics.explain(validate({}))
+    assert "float32" in why and "AVX2" in why and "no native bf16" in why and "10x slower" in why
+
+
+def test_auto_is_bf16_where_it_is_native(fake_cpu):
+    fake_cpu(ZEN5)
+    n = validate({}).numerics()
+    assert (n.dtype, n.retrieval_autocast, n.training_autocast) == ("bfloat16", True, True)
+    assert "runs bf16 natively" in numerics.explain(validate({}))
+
+
+def test_explicit_choices_win_and_emulated_bf16_warns(fake_cpu):
+    fake_cpu(AVX2)
+    p = validate({"models": {"dtype": "bfloat16"}, "retrieval": {"bf16_autocast": True}, "training": {"bf16_autocast": False}})
+    with pytest.warns(UserWarning, match="emulated"):
+        n = p.numerics()
+    assert (n.dtype, n.retrieval_autocast, n.training_autocast) == ("bfloat16", True, False)
+    fake_cpu(ZEN5)
+    assert validate({"models": {"dtype": "float32"}}).numerics().dtype == "float32"
+
+
+def test_the_switches_reject_other_words():
+    from ragalign.core.params import ParamsError
+
+    with pytest.raises(ParamsError, match="retrieval.bf16_autocast"):
+        validate({"retrieval": {"bf16_autocast": "sometimes"}})
+
+
+def test_the_record_names_what_changes_numbers(fake_cpu):
+    import torch
+
+    fake_cpu(AVX2)
+    record = validate({}).numerics().record()
+    assert record == {"device": "cpu", "dtype": "float32", "retrieval_autocast": False, "training_autocast": False, "cpu_capability": "AVX2", "torch": torch.__version__}
+    assert set(record) == set(artifacts.NUMERICS.fields)
+
+
+def test_a_stage_refuses_numerics_its_study_did_not_record(fake_cpu, tmp_path):
+    fake_cpu(ZEN5)
+    artifacts.NUMERICS.write(validate({}).numerics().record(), tmp_path)
+    numerics.check_recorded(validate({}), tmp_path)  # same host: fine
+    fake_cpu(AVX2)
+    with pytest.raises(numerics.NumericsMismatch, match=r"dtype 'bfloat16' -> 'float32'.*dvc repro"):
+        numerics.check_recorded(validate({}), tmp_path)
+    numerics.check_recorded(validate({}), tmp_path / "elsewhere")  # no record yet: nothing to mix with
+
+
+def test_the_estimate_scales_the_committed_run_by_the_probe(fake_cpu, tmp_path, monkeypatch):
+    fake_cpu(ZEN5)
+    timings = tmp_path / "results" / "timings"
+    timings.mkdir(parents=True)
+    (timings / "03_rag_baselines.json").write_text(json.dumps({"stage": "03_rag_baselines", "wall_s": 1800}))
+    (timings / "08_rag_e_audit.json").write_text(json.dumps({"stage": "08_rag_e_audit", "wall_s": 1800}))
+    artifacts.PROBE.write({"host": {"cpu": ZEN5}, "probe_s": 0.5, "numerics": {"dtype": "bfloat16"}}, tmp_path)
+    monkeypatch.setattr(cost, "probe", lambda params: 1.5)  # three times slower here
+    text = cost.estimate(validate({}), tmp_path)
+    assert "took 60 min on AMD EPYC (Zen 5)" in text and "about 180 min on this machine" in text
+
+
+def test_another_resolution_makes_dvc_status_report_the_stages_stale(fake_cpu, tmp_path):
+    """The committed study's record, rewritten as a host that resolves float32 would: DVC sees every model stage changed."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name in ("dvc.yaml", "dvc.lock", "params.yaml", ".dvcignore"):
+        shutil.copy(ROOT / name, repo / name)
+    for folder in ("lib", "notebooks"):
+        shutil.copytree(ROOT / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    (repo / "results").mkdir()
+    shutil.copy(ROOT / artifacts.NUMERICS.path, repo / artifacts.NUMERICS.path)  # the committed record
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=repo, check=True)
+
+    def stale() -> set[str]:
+        out = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=repo, capture_output=True, text=True, check=True)
+        status = json.loads(out.stdout)  # other deps (the results this copy lacks) show as deleted: only the record counts
+        return {name for name, changes in status.items() for c in changes if isinstance(c, dict) and c.get("changed deps", {}).get(artifacts.NUMERICS.path) == "modified"}
+
+    assert not stale()
+    recorded = json.loads((repo / artifacts.NUMERICS.path).read_text())
+    fake_cpu(AVX2 if recorded["dtype"] == "bfloat16" else ZEN5)  # a host that resolves the other dtype
+    artifacts.NUMERICS.write(validate({}).numerics().record() | {"torch": recorded["torch"]}, repo)
+    assert stale() == {"01_prepare_data", "02_retrieval", "03_rag_baselines", "04_gain_labelling", "05_selector_training", "06_rationale_distillation", "07_figret", "08_rag_e_audit", "09_summary"}
