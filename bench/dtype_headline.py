@@ -20,7 +20,6 @@ import argparse
 import sys
 import time
 
-import numpy as np
 import pandas as pd
 
 from ragalign.core import artifacts
@@ -109,5 +108,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    np.set_printoptions(precision=4)
     raise SystemExit(main())
