@@ -8,7 +8,7 @@ again by the generator in float32 and in bfloat16 through the study's own path (
 the study's LLM cache serves what it already holds, so on a bf16 study only the float32 side is
 computed). Reported per variant: the gold-answer log-prob (mean token log-prob of the best gold
 answer) in each dtype, how far it moves per question (max and mean absolute difference), EM and F1
-in each dtype and the share of greedy answers that change; per headline comparison (stage 09's
+in each dtype and the share of greedy answers that change; per headline comparison (stage 11's
 paired table: each method against the relevance reranker and dense at the same k, and the two
 retrieval checks): the paired difference and its verdict in each dtype, and whether the verdict
 changes. This is the evidence behind the committed dtype (README, "Numerics").

@@ -15,7 +15,8 @@
 # reranker trained on the train split to put gold passages above retrieved non-gold ones,
 # reranking the dense candidates. It starts from the dense ranking (score = dense cosine /
 # `training.prior_temperature` + a MiniLM cross-encoder correction that is 0 before training) and
-# keeps the training only where it lowered the held-out loss. The reranker is the baseline every
+# keeps its training only where it beats that start on held-out questions (a paired interval of the held-out
+# loss above 0; otherwise it is dense). The reranker is the baseline every
 # alignment method must beat: it gets exactly the training budget (`training`) they get.
 #
 # The headline outcome is the **gold-answer likelihood**: the generator's mean token log-probability
@@ -48,7 +49,7 @@ test, summary, differences, rank_quality, validity = r.test, r.summary, r.differ
 # ## The relevance reranker
 # Each train question gives one group: its gold passages (sharing the target mass) and hard
 # negatives sampled from its dense candidates. A held-out share of the train questions
-# (`training.val_fraction`) picks the best epoch. Below, its training curve, then the ranking
+# (`training.val_fraction`) picks the best checkpoint, kept only if it beats the untrained start there. Below, its training curve, then the ranking
 # quality of the test candidates: BM25, dense, and the reranker that starts from dense.
 
 # %%

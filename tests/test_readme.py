@@ -57,7 +57,7 @@ def test_readme_table_matches_summary_json():
 # --- every number in the README is generated or checked against the file it comes from ----------
 
 README = ROOT / "README.md"
-GENERATED = ("results", "timings", "bench", "numerics")  # stage 09 writes the first two, bench/report.py the others
+GENERATED = ("results", "seam", "timings", "bench", "numerics")  # stage 11 writes the first two, bench/report.py the others
 NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)*(?:e-?\d+)?(?=(?:%|x)?(?!\w))")  # 3, 3.11, 2.13.0, 3e-4, 95(%), 10(x); not bf16, 00_numerics, L6
 
 
@@ -137,8 +137,8 @@ def check_gain_alpha(m: re.Match) -> None:
 def check_variant_paths(m: re.Match) -> None:
     stages, ups = stage_graph()
     named = by_number(stages)
-    g, r, why, f = stage_numbers(m.group(1)), stage_numbers(m.group(2)), m.group(3), stage_numbers(m.group(4))
-    for said, last in ((g, "05"), (r, "06"), (f, "07")):
+    g, r, why, f, t = stage_numbers(m.group(1)), stage_numbers(m.group(2)), m.group(3), stage_numbers(m.group(4)), stage_numbers(m.group(5))
+    for said, last in ((g, "05"), (r, "06"), (f, "07"), (t, "08")):
         assert said == {s[:2] for s in ancestors(ups, named[last]) | {named[last]}}, f"{named[last]}'s path in dvc.yaml"
     assert any(d.startswith("results/gainrag") for d in stages[named[why]]["deps"]), "stage 06 reads GainRAG's answers"
 
@@ -190,15 +190,27 @@ CLAIMS = [
     Claim(r"emulates bf16, about (10)x slower", lambda m: need(f"EMULATED_SLOWDOWN = {m.group(1)} " in _src("lib/ragalign/core/numerics.py"),
                                                                "numerics.EMULATED_SLOWDOWN"), "lib/ragalign/core/numerics.py (issue 21's measurement)"),
     Claim(r"path through the graph below: GainRAG ([\d–]+), RADIO ([\d–]+), as stage (\d\d) reads GainRAG's test answers to compare with them, "
-          r"FiGRet ([\d–]+ \+ \d\d)\)", check_variant_paths, "dvc.yaml: each variant stage's ancestors"),
+          r"FiGRet ([\d–]+ \+ \d\d), the tuned reader ([\d–]+ \+ \d\d)\.", check_variant_paths, "dvc.yaml: each variant stage's ancestors"),
     Claim(r"dependency of stage (01)\b", lambda m: need("${data.path}" in stage_graph()[0]["01_prepare_data"]["deps"], "01 depends on data.path"),
           "dvc.yaml"),
     Claim(r"for `gain\.alpha`: stages ((?:\d\d, )*\d\d and \d\d), and 00_numerics, which runs every time", check_gain_alpha,
           "dvc.yaml: the stages whose params read gain.alpha and everything downstream"),
     Claim(r"and dense top-(1)\)", lambda m: need(PARAMS["selector"]["top_k"] == int(m.group(1)), "selector.top_k"), "params.yaml selector.top_k"),
-    Claim(r"Stage (09) writes this table from `results/timings/`",
-          lambda m: need(any(d.startswith("results/timings/") for d in stage_graph()[0]["09_summary"]["deps"]), "09 reads the timings"), "dvc.yaml"),
-    Claim(r"Stage (08)'s wall time \(cost table\)", check_stage_refs, "a stage of dvc.yaml"),
+    Claim(r"Stage (11) writes this table from `results/timings/`",
+          lambda m: need(any(d.startswith("results/timings/") for d in stage_graph()[0]["11_summary"]["deps"]), "11 reads the timings"), "dvc.yaml"),
+    Claim(r"Stage (10)'s wall time \(cost table\)", check_stage_refs, "a stage of dvc.yaml"),
+    Claim(r"the (2) × N table", lambda m: need({k.split(":")[0] for k in json.loads(_src("results/metrics/seam.json")) if ":" in k} == {"untuned", "tuned"},
+                                                "stage 09 answers with two readers"), "results/metrics/seam.json"),
+    Claim(r"Stage (08) fine-tunes the generator", lambda m: need(by_number(stage_graph()[0])["08"] == "08_reader_tuning", "08 is reader tuning"), "dvc.yaml"),
+    Claim(r"Stage (09) answers every retriever-side", lambda m: need(by_number(stage_graph()[0])["09"] == "09_seam", "09 is the seam"), "dvc.yaml"),
+    Claim(r"written by stage (11) from their metrics", lambda m: need({"results/metrics/reader.json", "results/metrics/seam.json"} <= set(stage_graph()[0]["11_summary"]["deps"]),
+                                                                  "11 reads 08's and 09's metrics"), "dvc.yaml"),
+    Claim(r"held-out loss lies above (0); the trainer restores the start", lambda m: need('keep == "beats" and verdict(interval) != BEATS' in _src("lib/ragalign/core/training.py"),
+                                                                                       "training.fit's keep rule"), "lib/ragalign/core/training.py"),
+    Claim(r"\(stages (03)–(07) and (10) for all but the tuned reader's variant\)", check_stage_refs, "stages of dvc.yaml"),
+    Claim(r"a cold run's; (08) and (09) ran cold", check_stage_refs, "stages of dvc.yaml"),
+    Claim(r"own format \((01)–(03) and (08); the later", lambda m: need('FORMAT_STAGES = ("03_rag_baselines", "08_reader_tuning")' in _src("tests/test_pipeline.py"),
+                                                                   "the other-benchmark tests' stages"), "tests/test_pipeline.py"),
     Claim(r"HF_HUB_OFFLINE=(1)", lambda m: need("HF_HUB_OFFLINE := 1" in _src("Makefile"), "the Makefile's offline switch"), "Makefile"),
     Claim(r"contexts of more than (6) documents", lambda m: need(2 ** int(m.group(1)) == PARAMS["rag_e"]["max_exact_subsets"], "rag_e.max_exact_subsets"),
           "params.yaml rag_e.max_exact_subsets (exact Shapley up to 2^6 coalitions)"),

@@ -47,7 +47,8 @@ def test_training_learns_a_toy_relevance_task():
     assert train_loss.iloc[-3:].mean() < train_loss.iloc[:3].mean()
     held, val = curve.attrs[HELDOUT], curve[curve.split == "val"].loss  # each held-out group's loss, start and kept
     assert len(held["qid"]) == 2 and set(held["qid"]) == {g.qid for g in groups} - {g.qid for g in split_groups(groups, 0.2, 0)[0]}
-    assert sum(held["start"]) / 2 == pytest.approx(val.iloc[0], rel=1e-5) and sum(held["kept"]) / 2 == pytest.approx(val.min(), rel=1e-5)
+    assert sum(held["start"]) / 2 == pytest.approx(val.iloc[0], rel=1e-5) and sum(held["best"]) / 2 == pytest.approx(val.min(), rel=1e-5)
+    assert held["kept"] == (held["best"] if held["kept_step"] else held["start"])  # the best weights only where they beat the start
     questions = pd.DataFrame({"qid": ["x"], "question": ["Where is the Eiffel Tower?"]})
     text = {"a": facts[0][1], "b": noise[0], "c": noise[1]}
     ranking = rerank(model, questions, {"x": ["b", "c", "a"]}, text, "toy")

@@ -145,3 +145,31 @@ def test_the_results_name_their_numerics_and_machine():
     assert line.startswith("*Computed in float32 on cpu (embedding autocast off, reranker-training autocast off; torch 2.13.0+cpu, AVX2 CPU kernels)")
     assert "AMD EPYC 7B13 (family 25, model 1; no native bf16)" in line
     assert "native bf16: avx512_bf16" in computed_in_text(numerics, {"host": {"cpu": host["host"]["cpu"] | {"bf16_flags": ["avx512_bf16"]}}})
+
+
+def _difference(mean: float, lo: float, hi: float, word: str) -> dict:
+    return {"mean": mean, "lo": lo, "hi": hi, "n": 100, "mde": 0.1, "identical": False, "verdict": word}
+
+
+def test_the_seam_block_says_which_side_moved_from_the_numbers():
+    """The 2 x N block of the README: rows in the study's order, verdict words from the metrics, and the lead
+    sentence naming the retriever-side methods that beat dense under the tuned reader (or none)."""
+    from ragalign.report.summary import SEAM_NAMES, seam_markdown
+
+    none = _difference(0.02, -0.05, 0.09, "equivalent")
+    variants = list(SEAM_NAMES)[::-1]  # a metrics file may list them in any order
+    seam = {"paired": {}, "coupled": {}}
+    for v in variants:
+        seam[f"untuned:{v}"] = {"gold_logprob": {"mean": -4.0}}
+        seam[f"tuned:{v}"] = {"gold_logprob": {"mean": -2.0}}
+        seam["paired"][v] = {"tuned_minus_untuned": {"gold_logprob": _difference(2.0, 1.8, 2.2, "beats")}}
+        if v != "dense":
+            seam["paired"][v] |= {"minus_dense_untuned": none, "minus_dense_tuned": none, "interaction": none}
+    reader = {"reading": {"tuned": {"gap_change": _difference(0.4, 0.1, 0.7, "beats")}}}
+    text = seam_markdown(seam, 0.1, reader=reader)
+    assert "the reader tuned on dense top-k beats the untuned generator (" in text
+    assert "no retriever-side method beats dense top-k" in text and "Does it read?" in text
+    rows = [line.split(" | ")[0].lstrip("| ") for line in text.splitlines() if line.startswith("| ") and "retriever side" not in line]
+    assert rows == [SEAM_NAMES[v] for v in SEAM_NAMES]
+    seam["paired"]["radio"]["minus_dense_tuned"] = _difference(0.3, 0.1, 0.5, "beats")
+    assert "Under the tuned reader, RADIO beats dense top-k" in seam_markdown(seam, 0.1, reader=reader)

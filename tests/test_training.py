@@ -1,7 +1,8 @@
-"""The one trainer: split by question, warm-up/decay AdamW, best held-out weights kept."""
+"""The one trainer: split by question, warm-up/decay AdamW, best held-out weights kept where they beat the start."""
 
 from dataclasses import dataclass
 
+import pytest
 import torch
 
 from ragalign.core.training import HELDOUT, batched_mean, batched_values, fit, split_groups
@@ -72,6 +73,57 @@ def test_fit_records_each_held_out_items_loss_at_the_start_and_kept_and_trains_t
     assert len(record["qid"]) == 1 and record["start"] == [4.0]  # (1 - 3)^2 at the start
     assert record["kept"][0] == val.min() < record["start"][0] == val.iloc[0]
     assert HELDOUT not in plain.attrs
+
+
+def _setup_many(train_target: float, held_out_targets: list[float]):
+    """A one-weight model starting at 1.0 on 20 questions; half are held out (seed 0) and want ``held_out_targets``."""
+    module, _, loss = _setup(0.0, 0.0)
+    qids = [f"q{i:02d}" for i in range(20)]
+    held = sorted({i.qid for i in split_groups([Item(q, 0.0) for q in qids], 0.5, seed=0)[1]})
+    targets = dict(zip(held, held_out_targets, strict=True))
+    items = [Item(q, targets.get(q, train_target)) for q in qids]
+    per_item = lambda held_out: batched_values(lambda batch: torch.stack([loss([b]) for b in batch]), held_out)  # noqa: E731
+    return module, items, loss, per_item
+
+
+def _fit(module, items, loss, per_item, **kw):
+    return fit(module, items, loss, lambda held: batched_mean(loss, held), epochs=10, lr=0.2, batch_size=2, val_fraction=0.5, seed=0, item_losses=per_item, **kw)
+
+
+NOISE = [6.0, -1.0] * 5  # held out: the mean wants w = 2.5, but half the questions lose what the other half gain
+
+
+def test_fit_restores_the_start_when_training_does_not_beat_it_on_held_out_questions():
+    module, items, loss, per_item = _setup_many(3.0, NOISE)
+    start = {k: v.clone() for k, v in module.state_dict().items()}
+    curve = _fit(module, items, loss, per_item, n_boot=200)
+    record, val = curve.attrs[HELDOUT], curve[curve.split == "val"]
+    assert record["best_step"] > 0 and val.loss.min() < val.loss.iloc[0]  # a lower mean held-out loss ...
+    assert record["interval"]["lo"] <= 0 < record["interval"]["mean"]  # ... that a paired interval does not tell from the start
+    assert record["kept_step"] == 0 and record["rule"] == "beats" and record["kept"] == record["start"] != record["best"]
+    assert all(torch.equal(v, start[k]) for k, v in module.state_dict().items()) and not module.training
+
+
+def test_fit_keeps_trained_weights_that_beat_the_start_on_held_out_questions():
+    module, items, loss, per_item = _setup_many(3.0, [2.8, 3.0, 3.2, 2.9, 3.1] * 2)
+    curve = _fit(module, items, loss, per_item, n_boot=200)
+    record = curve.attrs[HELDOUT]
+    assert record["kept_step"] == record["best_step"] > 0 and record["interval"]["lo"] > 0
+    assert record["kept"] == record["best"] and sum(record["kept"]) / 10 == pytest.approx(curve[curve.split == "val"].loss.min())
+    assert abs(module.weight.item() - 3.0) < 1.0
+
+
+def test_keep_best_is_the_old_rule_and_the_rule_never_changes_the_training():
+    module, items, loss, per_item = _setup_many(3.0, NOISE)
+    beats = _fit(module, items, loss, per_item, n_boot=200)
+    module, items, loss, per_item = _setup_many(3.0, NOISE)
+    best = _fit(module, items, loss, per_item, keep="best")
+    record, val = best.attrs[HELDOUT], best[best.split == "val"]
+    assert best.equals(beats) and record["rule"] == "best"  # the same curve, step by step
+    assert record["kept_step"] == record["best_step"] == val.step[val.loss.idxmin()] and record["kept"] == record["best"]
+    assert module.weight.item() != 1.0 and record["qid"] == beats.attrs[HELDOUT]["qid"]
+    with pytest.raises(ValueError, match="keep"):
+        _fit(module, items, loss, per_item, keep="lowest")
 
 
 def test_batched_values_are_the_values_batched_mean_averages():

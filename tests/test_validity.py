@@ -87,6 +87,22 @@ def test_loss_gate_pairs_the_held_out_questions():
     assert describe_loss(kept_start, "the reranker").startswith("training never lowered")
 
 
+def test_loss_gate_on_a_model_the_trainer_restored_to_its_start():
+    curve = curve_with_items([1.0, 0.9, 0.95], [1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0])
+    curve.attrs[HELDOUT] |= {"best": [0.6, 1.3, 0.7, 1.0], "best_step": 5, "kept_step": 0, "rule": "beats"}
+    gate = loss_gate(curve, n_boot=200)
+    assert not gate["passed"] and gate["verdict"] == "did not move" and (gate["kept_step"], gate["best_step"]) == (0, 5)
+    assert (gate["start"], gate["best"], gate["kept"]) == (1.0, 0.9, 1.0)
+    assert gate["reduction"]["identical"] and gate["reduction"]["mean"] == gate["reduction"]["lo"] == gate["reduction"]["hi"] == 0
+    assert gate["best_reduction"]["mean"] == pytest.approx(0.1) and gate["best_reduction"]["lo"] <= 0  # computed from the items
+    text = describe_loss(gate, "the reranker")
+    assert text.startswith("training did not lower the reranker's held-out loss beyond chance (best step 5: 1.0 → 0.9")
+    assert "not told apart" in text and text.endswith("so it kept its start")
+    recorded = {"mean": 0.1, "lo": -0.2, "hi": 0.4, "n": 4, "identical": False}  # the interval the trainer judged
+    curve.attrs[HELDOUT]["interval"] = recorded
+    assert loss_gate(curve, n_boot=200)["best_reduction"] == recorded
+
+
 def test_the_gate_reads_the_key_the_trainer_writes():
     assert HELDOUT == training.HELDOUT
 

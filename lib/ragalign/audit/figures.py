@@ -1,4 +1,4 @@
-"""Stage 08's figures: WARG against its persistence p, gain alone against Shapley value in context,
+"""Stage 10's figures: WARG against its persistence p, gain alone against Shapley value in context,
 and the retrievers' Integrated Gradients token attributions."""
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
-"""The pipeline variants the RAG-E audit (stage 08) compares, and which artifacts hold each one.
+"""The pipeline variants the RAG-E audit (stage 10) compares, and which artifacts hold each one.
 
 Every variant names its rankings (the order it shows passages to the generator), the retriever
 kind whose score Integrated Gradients explains (BM25 is not differentiable), the model directory of
 that retriever (``None``: the packaged ``models.encoder`` backbone) and the answers table its stage
-wrote. All are :mod:`ragalign.core.artifacts`. All six are part of the default pipeline; ``check`` says
+wrote, and the generator that reads it (the tuned reader of stage 08 for one variant). All are
+:mod:`ragalign.core.artifacts`. All seven are part of the default pipeline; ``check`` says
 which outputs are missing so that the audit never drops a variant silently.
 """
 
@@ -29,7 +30,9 @@ class Variant:
     rankings: Artifact
     kind: Kind
     model: Artifact | None
-    answers: Artifact  # the table with the variant's answers (rows of variant == name)
+    answers: Artifact  # the table with the variant's answers (rows of variant == answers_variant, default name)
+    reader: Artifact | None = None  # the generator that reads the context (None: the study's models.generator)
+    answers_variant: str | None = None
 
     @property
     def stage(self) -> str:
@@ -41,7 +44,7 @@ class Variant:
 
     def inputs(self) -> list[Artifact]:
         """Every artifact this variant's audit reads."""
-        return [self.rankings, self.answers] + ([self.model] if self.model else [])
+        return [self.rankings, self.answers] + [a for a in (self.model, self.reader) if a]
 
 
 VARIANTS: tuple[Variant, ...] = (
@@ -51,6 +54,8 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("gainrag", artifacts.SELECTOR_RANKINGS, "cross-encoder", artifacts.SELECTOR, artifacts.GAIN_ANSWERS),
     Variant("radio", artifacts.RADIO_RANKINGS, "cross-encoder", artifacts.RADIO_RERANKER, artifacts.RADIO_ANSWERS),
     Variant("figret", artifacts.FIGRET_RANKINGS, "bi-encoder", artifacts.FIGRET_RETRIEVER, artifacts.FIGRET_ANSWERS),
+    # the other side of the seam: dense contexts read by the generator tuned on them (stage 08)
+    Variant("dense_tuned_reader", artifacts.DENSE, "bi-encoder", None, artifacts.READER_ANSWERS, reader=artifacts.READER, answers_variant="tuned:dense"),
 )
 
 
@@ -87,5 +92,6 @@ def answer_quality(variant: Variant, n_boot: int, seed: int, root: str | Path = 
     if not variant.answers.exists(root):
         return None
     table = variant.answers.read(root)
-    rows = table[table.variant == variant.name]
-    return summarise(rows, n_boot, seed)[variant.name] if len(rows) else None
+    name = variant.answers_variant or variant.name
+    rows = table[table.variant == name]
+    return summarise(rows, n_boot, seed)[name] if len(rows) else None

@@ -159,17 +159,31 @@ FIGRET_ANSWERS = Artifact("results/figret/answers.parquet", "07_figret", "parque
 FIGRET_EXAMPLES = Artifact("results/figret/examples.parquet", "07_figret", "parquet", ("round", "objective", "qid"), "FiGRet's training examples")
 FIGRET_METRICS = metrics("07_figret", "figret", ("validity", "build_cost", "cost", "test"))
 
-# ---- 08 RAG-E audit -----------------------------------------------------------------------
-AUDIT_GAMES = Artifact("results/rag_e/games.parquet", "08_rag_e_audit", "parquet", ("variant", "qid", "order", "k", "ids"), "every audited game's values and Shapley values")
-AUDIT_METRICS = metrics("08_rag_e_audit", "rag_e", ("config", "variants"))
+# ---- 08 reader tuning (generator alignment) ----------------------------------------------------
+READER = Artifact("results/reader/generator", "08_reader_tuning", "model", (), "the tuned reader (safetensors and tokenizer: a models.generator path)")
+FAIR_READER = Artifact("results/reader/fair_generator", "08_reader_tuning", "model", (), "the reader tuned on the study's train questions only (the fair budget)")
+READER_QUESTIONS = Artifact("results/reader/questions.parquet", "08_reader_tuning", "parquet", ("qid", "question", "source", "has_gold"), "the reader's training questions")
+READER_CURVE = Artifact("results/reader/curve.parquet", "08_reader_tuning", "parquet", ("step", "split", "loss", "reader"), "the readers' training curves")
+READER_ANSWERS = Artifact("results/reader/answers.parquet", "08_reader_tuning", "parquet", (*ANSWERS, "reader", "context"), "test answers of the untuned and tuned readers")
+READER_METRICS = metrics("08_reader_tuning", "reader", ("validity", "tuned_vs_untuned", "reading", "targets", "training"))
 
-# ---- 09 summary ---------------------------------------------------------------------------
-HEADLINE = Artifact("results/summary/headline.md", "09_summary", "text", (), "the headline table")
-SUMMARY_METRICS = metrics("09_summary", "summary")
+# ---- 09 seam: which side to align ---------------------------------------------------------------
+SEAM_ANSWERS = Artifact("results/seam/answers.parquet", "09_seam", "parquet", (*ANSWERS, "reader"), "every retriever-side variant's contexts answered by both readers")
+COUPLED_LABELS = Artifact("results/seam/coupled_labels.parquet", "09_seam", "parquet", ("qid", "pid", "label", "rank", "is_gold"), "gain labels from the tuned reader")
+COUPLED_RANKINGS = Artifact("results/seam/coupled_rankings.parquet", "09_seam", "parquet", RANKING, "the coupled GainRAG selector's test rankings")
+SEAM_METRICS = metrics("09_seam", "seam", ("paired", "coupled", "validity"))
+
+# ---- 10 RAG-E audit -----------------------------------------------------------------------
+AUDIT_GAMES = Artifact("results/rag_e/games.parquet", "10_rag_e_audit", "parquet", ("variant", "qid", "order", "k", "ids"), "every audited game's values and Shapley values")
+AUDIT_METRICS = metrics("10_rag_e_audit", "rag_e", ("config", "variants"))
+
+# ---- 11 summary ---------------------------------------------------------------------------
+HEADLINE = Artifact("results/summary/headline.md", "11_summary", "text", (), "the headline table")
+SUMMARY_METRICS = metrics("11_summary", "summary")
 
 # The answers tables, in the order the study's table lists their variants.
 ANSWER_TABLES = (BASELINE_ANSWERS, GAIN_ANSWERS, RADIO_ANSWERS, FIGRET_ANSWERS)
-# Every stage's metrics whose validity gates and build costs stage 09 collects, by name.
+# Every stage's metrics whose validity gates and build costs stage 11 collects, by name.
 METHOD_METRICS = {"baselines": BASELINE_METRICS, "gainrag": GAIN_METRICS, "radio": RADIO_METRICS, "figret": FIGRET_METRICS}
 
 

@@ -117,6 +117,23 @@ class FigretParams(Section):
     ablations: bool = Field(True, description="train the one-round ablations (shuffled order, one objective at a time)")
 
 
+class ReaderParams(Section):
+    """Generator alignment (``methods.reader``): the reader fine-tuned on the retriever's real top-k."""
+
+    n_questions: int = Field(500, ge=2, description="non-test benchmark questions the reader trains on (the study's train questions first; held-out part: val_fraction)")
+    p_no_gold: float = Field(0.2, ge=0, le=1, description="RAFT's P: share of training questions shown their dense top-k without the gold passages")
+    tune: Literal["full", "lora", "top_half"] = Field("top_half", description="what is trained: every weight, LoRA adapters (peft) or the upper half of the decoder layers (bench/results/reader_tuning.json)")
+    lora_r: int = Field(16, ge=1, description="LoRA rank (tune: lora)")
+    lr: float = Field(5e-5, gt=0)
+    epochs: int = Field(1, ge=1)
+    batch_size: int = Field(4, ge=1, description="examples per optimiser step")
+    val_fraction: float = Field(0.2, gt=0, lt=1)
+    evals_per_epoch: int = Field(2, ge=1)
+    fair_budget: bool = Field(True, description="also tune a reader on only the data.n_train questions every retriever-side method learns from")
+    coupled: bool = Field(True, description="re-run GainRAG with the tuned reader as its teacher (labels, selector, answers): the 'both sides' cell")
+    seed: int = 11
+
+
 class RagEParams(Section):
     n_questions: int = Field(50, ge=1, description="test questions audited per variant (the same for every variant)")
     shuffled_questions: int = Field(10, ge=0, description="of those, questions also audited with the documents shuffled (position control)")
@@ -159,6 +176,7 @@ class Params(BaseModel):
     selector: SelectorParams = SelectorParams()
     radio: RadioParams = RadioParams()
     figret: FigretParams = FigretParams()
+    reader: ReaderParams = ReaderParams()
     rag_e: RagEParams = RagEParams()
 
     def numerics(self):

@@ -94,7 +94,7 @@ def answer_questions(
 
 def build_cost(evaluations: int = 0, tokens: int = 0) -> dict[str, int]:
     """What building a variant cost in generator calls (answering the test split excluded): the
-    ``build_cost`` block every method stage writes per variant, for stage 09's cost columns."""
+    ``build_cost`` block every method stage writes per variant, for stage 11's cost columns."""
     return {"llm_evaluations": int(evaluations), "llm_tokens": int(tokens)}
 
 

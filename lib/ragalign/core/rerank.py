@@ -4,8 +4,9 @@ Every reranker (the relevance baseline, the GainRAG selector, the RADIO reranker
 ranking it re-ranks**: its score is the stage-02 dense similarity, scaled by
 ``1 / training.prior_temperature``, plus a learned cross-encoder correction whose head is zero at
 initialisation. Before training it therefore reproduces the dense ranking exactly, and the trainer
-keeps the weights with the best held-out loss, the untrained (= dense) scorer included: a reranker
-can only move away from dense where that helped on held-out questions.
+keeps its best held-out weights only where they beat the untrained (= dense) scorer on held-out
+questions (a paired interval of the per-question loss reduction above 0), and restores that start
+otherwise: a reranker can only move away from dense where that helped beyond chance.
 
 Every reranker is trained on *groups*: one query, ``group_size`` passages and a target distribution
 over them. The loss is KL(target || softmax(scores)): a one-hot target is the usual contrastive

@@ -10,26 +10,34 @@ optimiser than another:
 - optionally bf16 autocast for the training forwards and backwards (weights, optimiser state and
   the validation loss stay float32; ``bench/train_precision.py``);
 - the held-out loss measured before training and ``evals_per_epoch`` times an epoch; the weights
-  with the lowest one are kept, the untrained ones included, so a component can only move away
-  from its start where that helped on held-out questions;
-- optionally (``item_losses``) each held-out item's loss at the start and with the kept weights,
-  in ``curve.attrs[HELDOUT]``, so the gain can be paired per question (``validity.loss_gate``).
-  Measuring them runs the model in eval mode without gradients and draws no random numbers: the
-  training itself is bit-identical with or without them.
+  with the lowest one (the untrained ones included) are the *best*;
+- with ``item_losses`` (each held-out item's loss), the best weights are kept only where they
+  *beat* the start on held-out questions: the per-question loss reduction (start minus best) has a
+  paired bootstrap interval above 0 (:func:`ragalign.core.verdicts.verdict` says ``beats``);
+  otherwise the module is restored to its start weights, so a component moves away from its start
+  only where that helped beyond chance (``keep="best"``: the lowest mean held-out loss is enough,
+  which is also the rule without ``item_losses``);
+- the held-out items' losses at the start, with the best and with the kept weights, and which
+  step was best and which kept, in ``curve.attrs[HELDOUT]``, so the gain can be paired per question
+  (``validity.loss_gate``). Measuring them runs the model in eval mode without gradients, and the
+  bootstrap draws from its own seeded numpy generator after training: the training itself is
+  bit-identical with or without them.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from typing import Protocol, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 import pandas as pd
 import torch
 from tqdm import tqdm
 
+from ragalign.core.metrics import paired_interval
 from ragalign.core.models import device
 from ragalign.core.seed import seed_everything
+from ragalign.core.verdicts import BEATS, verdict
 
 
 class HasQid(Protocol):
@@ -38,7 +46,9 @@ class HasQid(Protocol):
 
 T = TypeVar("T", bound=HasQid)
 
-HELDOUT = "heldout"  # curve.attrs key: {"qid": [...], "start": [...], "kept": [...]}, one entry per held-out item
+# curve.attrs key: {"qid", "start", "best", "kept": one entry per held-out item; "best_step", "kept_step",
+# "rule" ("best" | "beats"), "interval": the paired interval of start minus best loss per question}
+HELDOUT = "heldout"
 
 
 def split_groups(items: Sequence[T], val_fraction: float, seed: int) -> tuple[list[T], list[T]]:
@@ -66,16 +76,24 @@ def fit(
     autocast: bool = False,
     desc: str = "train",
     item_losses: Callable[[Sequence[T]], Sequence[float]] | None = None,
+    keep: Literal["best", "beats"] = "beats",
+    n_boot: int = 1000,
 ) -> pd.DataFrame:
     """Train ``module`` in place on ``items``; returns the curve (step, epoch, split, loss).
 
     ``loss(batch)`` is the training loss of ``batch_size`` consecutive items (it runs the module);
     ``val_loss(items)`` the mean held-out loss (NaN for none). ``order(train, epoch)`` gives an
     epoch's item order (default: a seeded shuffle, one generator for the whole run). Ends with the
-    best held-out weights loaded and the module in eval mode. ``item_losses(items)``, when given,
-    is each held-out item's loss: measured at the start and with the kept weights into
-    ``curve.attrs[HELDOUT]``.
+    kept weights loaded and the module in eval mode: the best held-out weights (lowest ``val_loss``,
+    the start included), unless ``item_losses`` is given and ``keep="beats"``, where they are kept
+    only if they *beat* the start per held-out question (start minus best loss, averaged per
+    ``qid``: :func:`ragalign.core.metrics.paired_interval` with ``n_boot`` resamples and ``seed``,
+    lower bound above 0) and the start weights are restored otherwise. ``item_losses(items)`` is each
+    held-out item's loss: measured at the start, with the best and with the kept weights into
+    ``curve.attrs[HELDOUT]`` (see :data:`HELDOUT`).
     """
+    if keep not in ("best", "beats"):
+        raise ValueError(f"keep must be 'best' or 'beats', not {keep!r}")
     seed_everything(seed)
     train, val = split_groups(items, val_fraction, seed)
     if order is None:
@@ -87,7 +105,7 @@ def fit(
             return out
 
     curve: list[dict] = []
-    best: tuple[float, dict] | None = None
+    best: tuple[float, dict, int] | None = None  # (held-out loss, state dict, step)
 
     def evaluate(step: int, epoch: int) -> None:
         nonlocal best
@@ -96,7 +114,7 @@ def fit(
             value = val_loss(val)
         curve.append({"step": step, "epoch": epoch, "split": "val", "loss": value})
         if best is None or not val or value < best[0]:
-            best = (value, {k: v.detach().clone() for k, v in module.state_dict().items()})
+            best = (value, {k: v.detach().clone() for k, v in module.state_dict().items()}, step)
         module.train()
 
     def held_out_items() -> list[float]:
@@ -109,6 +127,9 @@ def fit(
 
     evaluate(0, 0)
     start_items = held_out_items() if item_losses is not None and val else None
+    # the start weights (a reference to evaluate(0, 0)'s clone, never changed in place), held only
+    # where they may be restored
+    start_state = best[1] if start_items is not None and keep == "beats" else None
     if train:
         params = [p for p in module.parameters() if p.requires_grad]
         optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
@@ -136,11 +157,31 @@ def fit(
                 curve.append({"step": step, "epoch": epoch, "split": "train", "loss": value.item()})
                 if i in eval_steps:
                     evaluate(step, epoch)
-    module.load_state_dict(best[1])
+    _, best_state, best_step = best
+    module.load_state_dict(best_state)
     module.eval()
     out = pd.DataFrame(curve)
-    if start_items is not None:
-        out.attrs[HELDOUT] = {"qid": [i.qid for i in val], "start": start_items, "kept": held_out_items()}
+    if start_items is None:
+        return out
+    qids = [i.qid for i in val]
+    best_items = held_out_items() if best_step != 0 else list(start_items)
+    per_question = pd.DataFrame({"qid": qids, "diff": [s - b for s, b in zip(start_items, best_items, strict=True)]})
+    interval = paired_interval(per_question.groupby("qid", sort=True)["diff"].mean().to_numpy(), n_boot, seed)
+    kept_items, kept_step = best_items, best_step
+    if keep == "beats" and verdict(interval) != BEATS:
+        module.load_state_dict(start_state)
+        module.eval()
+        kept_items, kept_step = list(start_items), 0
+    out.attrs[HELDOUT] = {
+        "qid": qids,
+        "start": start_items,
+        "best": best_items,
+        "kept": kept_items,
+        "best_step": int(best_step),
+        "kept_step": int(kept_step),
+        "rule": keep,
+        "interval": interval,
+    }
     return out
 
 

@@ -11,6 +11,9 @@ gate's own scale (the study sets one only for the gold-answer log-prob, ``rag.eq
 - :func:`ranker_gate`: a ranking against the ranking it started from, on held-out (test) questions
   (per-question reciprocal-rank and recall@1 differences).
 - :func:`loss_gate`: a trained model's held-out loss against its untrained start (per held-out question).
+  The trainer keeps trained weights only where they beat the start on held-out questions and
+  restores the start otherwise (:func:`ragalign.core.training.fit`), so a reverted model reads
+  ``did not move``; the gate still reports its best checkpoint's interval.
 - :func:`chance_gate`: a judge's AUC against chance, with an interval over questions.
 - :func:`difference_gate`: a paired difference of the sensitive outcome that must be positive
   (e.g. oracle vs no retrieval), with its interval and the smallest difference the study can detect.
@@ -24,7 +27,7 @@ import pandas as pd
 
 from ragalign.core.metrics import paired_interval, recall_at_k, reciprocal_rank
 from ragalign.core.retrieval import retrieval_quality, top_pids
-from ragalign.core.verdicts import BEATS, DID_NOT_MOVE, describe, label, verdict
+from ragalign.core.verdicts import BEATS, DID_NOT_MOVE, describe, interval, label, verdict
 
 # The curve.attrs key under which core.training.fit records per-item held-out losses (training.HELDOUT;
 # not imported, so that reading gates never loads the trainer; tests/test_validity.py checks they agree).
@@ -64,18 +67,37 @@ def loss_gate(curve: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> dict:
     """Held-out loss of the kept weights vs the untrained start (a training curve with a ``val`` split),
     paired per held-out question (``curve.attrs[HELDOUT]``, recorded by :func:`ragalign.core.training.fit`):
     ``reduction`` = start minus kept loss, with its interval. Passes when the kept weights *beat* the
-    start; kept step 0 (the start itself) ``did not move``."""
+    start; kept step 0 (the start itself, e.g. restored by the trainer) ``did not move``.
+
+    ``start``, ``best`` and ``kept`` are the mean held-out losses at the start, at the lowest point of
+    the curve (step ``best_step``) and at the kept step (``kept_step``: the record's, else the best
+    step). Where the record holds the best weights' item losses, ``best_reduction`` is start minus
+    best loss per question: the interval the trainer's keep rule judged (the record's ``interval``),
+    else computed here."""
     val = curve[curve.split == "val"].reset_index(drop=True)
     if val.empty or val.loss.isna().all():
-        return _gate(None, start=None, best=None, kept_step=None, reason="no held-out loss")
+        return _gate(None, start=None, best=None, kept=None, best_step=None, kept_step=None, reason="no held-out loss")
     best = int(val.loss.idxmin())
-    points = {"start": round(float(val.loss[0]), 4), "best": round(float(val.loss[best]), 4), "kept_step": int(val.step[best])}
-    items = curve.attrs.get(HELDOUT)
+    items = curve.attrs.get(HELDOUT) or {}
+    kept_step = int(items.get("kept_step", val.step[best]))
+    kept = val.loss[val.step == kept_step]
+    points = {
+        "start": round(float(val.loss[0]), 4),
+        "best": round(float(val.loss[best]), 4),
+        "kept": round(float(kept.iloc[0]), 4) if len(kept) else None,
+        "best_step": int(val.step[best]),
+        "kept_step": kept_step,
+    }
     if not items:
         return _gate(None, **points, reason="no per-item held-out losses recorded")
-    per_question = pd.DataFrame(items).groupby("qid", sort=True)[["start", "kept"]].mean()
-    reduction = paired_interval((per_question.start - per_question.kept).to_numpy(), n_boot, seed)
-    kept_start = points["kept_step"] == 0
+    columns = ["start", "kept"] + (["best"] if "best" in items else [])
+    per_question = pd.DataFrame({k: items[k] for k in ["qid", *columns]}).groupby("qid", sort=True)[columns].mean()
+    kept_best = "interval" in items and kept_step > 0 and kept_step == items.get("best_step")
+    # the trainer kept the best weights on this very interval: report it, so the gate and the keep rule never disagree
+    reduction = dict(items["interval"]) if kept_best else paired_interval((per_question.start - per_question.kept).to_numpy(), n_boot, seed)
+    if "best" in items:
+        points["best_reduction"] = items.get("interval") or paired_interval((per_question.start - per_question.best).to_numpy(), n_boot, seed)
+    kept_start = kept_step == 0
     return _gate(verdict(reduction, identical=kept_start, start=kept_start), **points, reduction=reduction)
 
 
@@ -104,13 +126,21 @@ def describe_ranker(gate: Mapping, name: str, start: str = "dense") -> str:
 
 
 def describe_loss(gate: Mapping, name: str) -> str:
-    """A :func:`loss_gate` in words: did training lower ``name``'s held-out loss, paired per held-out question."""
+    """A :func:`loss_gate` in words: did training lower ``name``'s held-out loss, paired per held-out
+    question; for a model restored to its start, its best checkpoint's interval and that it kept its start."""
     if gate.get("verdict") is None:
         return f"{name}: {gate.get('reason', 'no held-out loss')}"
+    best_step = gate.get("best_step", gate["kept_step"])
     if gate["verdict"] == DID_NOT_MOVE:
-        return f"training never lowered {name}'s held-out loss ({gate['start']}), so it kept its start"
+        reduction = gate.get("best_reduction")
+        if not best_step or reduction is None:
+            return f"training never lowered {name}'s held-out loss ({gate['start']}), so it kept its start"
+        return (
+            f"training did not lower {name}'s held-out loss beyond chance (best step {best_step}: {gate['start']} → {gate['best']}, "
+            f"paired interval per question, start minus best, {interval(reduction)}: {label(verdict(reduction))}), so it kept its start"
+        )
     return (
-        f"{name} kept the weights of step {gate['kept_step']} (held-out loss {gate['start']} → {gate['best']}); in held-out loss "
+        f"{name} kept the weights of step {gate['kept_step']} (held-out loss {gate['start']} → {gate['best'] if gate.get('kept') is None else gate['kept']}); in held-out loss "
         f"per question (start minus kept) {describe(gate['reduction'], 'the kept model', 'its untrained start')}"
     )
 
@@ -136,6 +166,9 @@ GATE_LABELS = {
     "figret.retriever_vs_dense_ranking": "the FiGRet retriever ranks gold passages better than dense, its start (reciprocal rank, test)",
     "figret.judge_relevance_vs_chance": "the FiGRet judge tells gold from non-gold passages (relevance AUC above 0.5)",
     "figret.judge_purity_vs_chance": "the FiGRet judge's purity AUC is above 0.5",
+    "reader.tuned_heldout_loss": "reader tuning lowered the held-out answer loss below the untuned generator's",
+    "reader.fair_budget_heldout_loss": "reader tuning on the fair budget lowered the held-out answer loss",
+    "seam.coupled_selector_heldout_loss": "the coupled GainRAG selector's training (tuned-reader labels) lowered its held-out KL",
 }
 
 

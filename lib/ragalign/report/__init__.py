@@ -1,1 +1,1 @@
-"""Stage 09's tables: the headline, paired differences, validity gates, costs, the README block."""
+"""Stage 11's tables: the headline, paired differences, validity gates, costs, the README block."""

@@ -1,4 +1,4 @@
-"""Stage 09's headline figure: every variant's gold-answer likelihood, and each method minus dense."""
+"""Stage 11's headline figure: every variant's gold-answer likelihood, and each method minus dense."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ REFERENCES = {"no retrieval": ":", "oracle (gold passages)": "--"}  # display na
 
 
 def stage_colors() -> dict[str, tuple]:
-    """One colour per stage that builds variants, shared by stage 09's figures."""
+    """One colour per stage that builds variants, shared by stage 11's figures."""
     return dict(zip(BUILDING_STAGES, sns.color_palette(plots.PALETTE, len(BUILDING_STAGES)), strict=True))
 
 

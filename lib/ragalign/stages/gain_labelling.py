@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from ragalign.core import artifacts
@@ -16,7 +15,7 @@ from ragalign.core.seed import seed_everything
 from ragalign.methods.gainrag.labels import (
     best_gain_summary,
     build_pairs,
-    gain_labels,
+    label_table,
     planned_cost,
     score_pairs,
     spearman_per_question,
@@ -40,19 +39,6 @@ def mentions_gold(pseudo: pd.DataFrame, questions: pd.DataFrame) -> list[bool]:
     """Whether each pseudo-passage contains one of its question's gold answers (case-insensitive)."""
     gold = dict(zip(questions.qid, questions.answers, strict=True))
     return [any(str(a).lower() in t.lower() for a in gold[q]) for q, t in zip(pseudo.qid, pseudo.text, strict=True)]
-
-
-def label_table(pairs, scores, dense: pd.DataFrame, train: pd.DataFrame) -> pd.DataFrame:
-    """Gain labels with the passage's dense rank and score, whether it is gold, and its kind."""
-    gold = {(q.qid, p) for q in train.itertuples() for p in q.gold_pids}
-    return (
-        gain_labels(pairs, scores)
-        .merge(dense[["qid", "pid", "rank", "score"]], on=["qid", "pid"], how="left")
-        .assign(is_gold=lambda d: [(q, p) in gold for q, p in zip(d.qid, d.pid, strict=True)])
-        .assign(kind=lambda d: np.where(d.pid.map(is_pseudo), "pseudo", np.where(d.is_gold, "retrieved, gold", "retrieved, not gold")))
-        .sort_values(["qid", "rank"], na_position="last", kind="stable")
-        .reset_index(drop=True)
-    )
 
 
 def run(P: Params) -> Result:

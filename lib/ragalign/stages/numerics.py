@@ -1,6 +1,6 @@
 """Stage 00: record what the study computes in on this machine (device, dtype, autocast, CPU kernels,
 torch), the machine itself and a speed probe. Every stage that runs a model depends on the record;
-stage 09 names the machine."""
+stage 11 names the machine."""
 
 from __future__ import annotations
 

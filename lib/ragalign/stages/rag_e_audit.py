@@ -1,4 +1,4 @@
-"""Stage 08: the RAG-E audit of every variant on the context it passes to the generator:
+"""Stage 10: the RAG-E audit of every variant on the context it passes to the generator:
 Shapley values of its documents (support of the generator's own answer, utility of the gold one),
 WARG and failure modes, the shuffled-order control, and Integrated Gradients of the retrievers."""
 
@@ -57,8 +57,8 @@ def explain_retrievers(audited, test: pd.DataFrame, tops: dict, text_of, P: Para
     E, out = P.rag_e, {}
     qtext = dict(zip(test.qid, test.question, strict=True))
     for v in audited:
-        if not v.differentiable or E.ig_questions == 0:
-            continue
+        if not v.differentiable or v.reader is not None or E.ig_questions == 0:
+            continue  # a variant with its own reader shows another variant's ranking: its retriever is explained there
         length = P.retrieval.max_length if v.kind == "bi-encoder" else P.training.max_length
         explain = integrated_gradients.retriever_explainer(v.kind, v.model.path if v.model else None, P.models.encoder, length, E.ig_steps, E.ig_baseline)
         for q in test.qid.tolist()[: E.ig_questions]:
@@ -92,11 +92,19 @@ def run(P: Params) -> Result:
     context_k = {"gainrag": P.selector.top_k, "radio": P.radio.top_k}
     tops = {v.name: variants.top_k(v, test.qid.tolist(), context_k.get(v.name, P.rag.top_k)) for v in audited}
 
-    audit_games = games.build_games(lm, test, tops, gen_text, P.rag.max_new_tokens, E.shuffled_questions, E.seed)
+    # each generator plays the games of the variants it reads (the study's, or stage 08's tuned reader)
+    readers = {v.reader.path if v.reader else None for v in audited}
+    models = {path: lm if path is None else LM(str(artifacts.READER.at()), lm.dtype, device=lm.device) for path in sorted(readers, key=str)}
+    audit_games, values, evaluations = [], [], 0
+    for path, model in models.items():
+        mine = {v.name: tops[v.name] for v in audited if (v.reader.path if v.reader else None) == path}
+        played = games.build_games(model, test, mine, gen_text, P.rag.max_new_tokens, E.shuffled_questions, E.seed)
+        plans = games.plans_for([g.k for g in played], E.max_exact_subsets, E.mc_evaluations, E.estimator, E.seed)
+        before = model.evaluations
+        values += games.game_values(played, {k: masks for k, (_, _, masks) in plans.items()}, lambda ps, ans, m=model: prefix_token_logprobs(m, ps, ans, desc="coalitions"), E.value)
+        evaluations += model.evaluations - before
+        audit_games += played
     plans = games.plans_for([g.k for g in audit_games], E.max_exact_subsets, E.mc_evaluations, E.estimator, E.seed)
-    before = lm.evaluations
-    values = games.game_values(audit_games, {k: masks for k, (_, _, masks) in plans.items()}, lambda ps, ans: prefix_token_logprobs(lm, ps, ans, desc="coalitions"), E.value)
-    evaluations = lm.evaluations - before
     rows = games.shapley_rows(audit_games, values, {k: (m, plan) for k, (m, plan, _) in plans.items()}, E.seed)
     n_distinct = len({games.subset_prompt(g, m) for g in audit_games for m in plans[g.k][2]})
 
@@ -140,7 +148,7 @@ def run(P: Params) -> Result:
                 "shuffled": alignment.metrics_block(summary[(v.name, "shuffled")], E.warg_p) if (v.name, "shuffled") in summary else None,
                 "paired_vs_dense": paired.get(v.name),
                 "shuffled_minus_original": orders.get(v.name),
-                "ig": ig_block(ig_table, v.name) if v.differentiable else None,
+                "ig": ig_block(ig_table, v.name) if v.differentiable and v.reader is None else None,
             }
             for v in audited
         },

@@ -20,6 +20,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -187,6 +188,19 @@ def build_pairs(
         for answer in q.answers:
             pairs.extend(Pair(q.qid, pid, q.question, text, str(answer)) for pid, text in cands)
     return pairs
+
+
+def label_table(pairs, scores, dense: pd.DataFrame, train: pd.DataFrame) -> pd.DataFrame:
+    """Gain labels with the passage's dense rank and score, whether it is gold, and its kind."""
+    gold = {(q.qid, p) for q in train.itertuples() for p in q.gold_pids}
+    return (
+        gain_labels(pairs, scores)
+        .merge(dense[["qid", "pid", "rank", "score"]], on=["qid", "pid"], how="left")
+        .assign(is_gold=lambda d: [(q, p) in gold for q, p in zip(d.qid, d.pid, strict=True)])
+        .assign(kind=lambda d: np.where(d.pid.map(is_pseudo), "pseudo", np.where(d.is_gold, "retrieved, gold", "retrieved, not gold")))
+        .sort_values(["qid", "rank"], na_position="last", kind="stable")
+        .reset_index(drop=True)
+    )
 
 
 # ---- cost ---------------------------------------------------------------------------------------

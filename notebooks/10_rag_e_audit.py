@@ -7,7 +7,7 @@
 # ---
 
 # %% [markdown]
-# # 08 · RAG-E audit: does the generator use what the retriever ranks high?
+# # 10 · RAG-E audit: does the generator use what the retriever ranks high?
 #
 # RAG-E (arXiv 2601.21803) audits a RAG pipeline from both ends. For the **retriever** it explains
 # the query-document score with Integrated Gradients (IG) over the word embeddings. For the

@@ -7,14 +7,14 @@
 # ---
 
 # %% [markdown]
-# # 09 · Summary: does aligning the retriever to the generator pay off?
+# # 11 · Summary: does aligning the retriever to the generator pay off?
 #
 # Every variant of the study answered the same test questions with the same generator. This
 # notebook puts them side by side: the headline outcome, the generator's log-likelihood of the gold
 # answer under each variant's context, with paired differences against the relevance reranker and
 # dense retrieval at the same number of passages; answer quality (EM/F1, 95% bootstrap intervals); how many
 # gold passages the generator was shown, how misaligned retriever and generator are by RAG-E's
-# measures (WARG, wasted retrieval, noise distraction; stage 08), and what each variant cost to
+# measures (WARG, wasted retrieval, noise distraction; stage 10), and what each variant cost to
 # build in generator evaluations. It writes `results/metrics/summary.json`, the figures, and the
 # headline table into the README.
 
@@ -92,7 +92,7 @@ Markdown(
     f"{audited.wasted_retrieval.min():.0%}–{audited.wasted_retrieval.max():.0%} of questions (wasted retrieval), and the generator's "
     f"most used document sits below the retriever's top two in {audited.noise_distraction.min():.0%}–{audited.noise_distraction.max():.0%} "
     "(noise distraction); the RAG-E paper reports 47–67% and 48–66%. "
-    + (f"Extrapolated WARG@{p_warg:g}, paired with dense top-k on the same {r.n_audit} audited questions (stage 08): "
+    + (f"Extrapolated WARG@{p_warg:g}, paired with dense top-k on the same {r.n_audit} audited questions (stage 10): "
        + "; ".join(describe(block[warg_key], v, "dense top-k", digits=2) for v, block in r.audit_paired.items() if warg_key in block) + ". "
        if r.audit_paired else "")
     + "Building the aligned "

@@ -1,0 +1,150 @@
+"""Stage 08: generator alignment. The reader fine-tuned on what the dense retriever really returns
+(``methods.reader``), gated against its untuned start, and measured on the test questions with no
+passage, with the gold passages and with the dense top-k: does it read, or only know answers?"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import pandas as pd
+
+from ragalign.core import artifacts
+from ragalign.core.data import load_splits, read_benchmark
+from ragalign.core.lm import LM
+from ragalign.core.metrics import paired_interval
+from ragalign.core.params import Params
+from ragalign.core.rag import PassageStore, answer_questions, summarise
+from ragalign.core.retrieval import DenseEncoder, dense_search, to_ranking, top_pids
+from ragalign.core.seed import seed_everything
+from ragalign.core.training import HELDOUT
+from ragalign.core.validity import loss_gate
+from ragalign.core.verdicts import paired_outcomes, with_verdict
+from ragalign.methods import reader
+
+CONTEXTS = ("no_retrieval", "oracle", "dense")  # what the readers are measured with on the test split
+# The issue's targets for the tuned reader (dense top-k log-prob gain in nats; EM with the gold passages).
+TARGETS = {"dense_gain_nats": 1.3, "oracle_em": 0.15}
+
+
+@dataclass
+class Result:
+    questions: pd.DataFrame  # the reader's training questions: qid, source (study train | benchmark), has_gold
+    curves: pd.DataFrame  # step, epoch, split, loss, reader
+    answers: pd.DataFrame  # the test answers: reader x context
+    summary: dict  # "reader:context" -> em, f1, gold_logprob
+    tuned_vs_untuned: dict  # reader -> context -> paired outcomes (tuned minus untuned)
+    reading: dict  # reader -> paired (oracle - no retrieval) gap, and its change against the untuned reader
+    targets: dict
+    validity: dict
+    timing: dict  # reader -> training seconds (wall time: shown in the report, never in the metrics file)
+
+
+def training_questions(P: Params, train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
+    """The reader's training questions: the study's train questions first, then a seeded sample of the
+    benchmark's other non-test questions, ``reader.n_questions`` in all. No test question ever enters."""
+    every, _ = read_benchmark(P.data.dataset, P.data.path)
+    rest = every[~every.qid.isin(set(test.qid) | set(train.qid))]
+    extra = rest.sample(n=min(len(rest), max(0, P.reader.n_questions - len(train))), random_state=P.reader.seed)
+    out = pd.concat([train.assign(source="study train"), extra.assign(source="benchmark")], ignore_index=True)
+    out = out.head(P.reader.n_questions).reset_index(drop=True)
+    assert not set(out.qid) & set(test.qid), "a test question entered the reader's training set"
+    return out[["qid", "question", "answers", "gold_pids", "source"]]
+
+
+def dense_contexts(P: Params, questions: pd.DataFrame, passages: pd.DataFrame) -> dict[str, list[str]]:
+    """qid -> the dense top ``retrieval.k`` over the study's corpus, as stage 02 retrieves (same encoder, numerics and index)."""
+    encoder = DenseEncoder(P.models.encoder, P.retrieval.max_length, autocast=P.numerics().retrieval_autocast)
+    query_emb = encoder.embed(questions.question.tolist(), P.retrieval.encode_batch_size)
+    idx, scores = dense_search(artifacts.PASSAGE_EMB.read(), query_emb, P.retrieval.k)
+    return top_pids(to_ranking(questions.qid, idx, scores, passages.pid, "dense"))
+
+
+def run(P: Params) -> Result:
+    R = P.reader
+    seed_everything(R.seed)
+    train, test, passages = load_splits()
+    lm = LM.from_params(P.models)
+    store = PassageStore(passages, lm, P.rag.max_passage_tokens)
+    questions = training_questions(P, train, test)
+    gold = dict(zip(questions.qid, questions.gold_pids, strict=True))
+    contexts = reader.training_contexts(dense_contexts(P, questions, passages), gold, P.rag.top_k, R.p_no_gold, R.seed)
+    examples = reader.reader_examples(lm, questions, contexts, store.__getitem__)
+    questions["has_gold"] = [e.has_gold for e in examples]
+    sets = {"tuned": examples}
+    if R.fair_budget:
+        sets["fair budget"] = examples[: len(train)]  # the study's train questions only: the retriever-side methods' budget
+
+    test_contexts = {"no_retrieval": {}, "oracle": dict(zip(test.qid, test.gold_pids, strict=True)), "dense": top_pids(artifacts.DENSE.read(), P.rag.top_k)}
+
+    def answer_all(model: LM, name: str) -> pd.DataFrame:
+        return pd.concat(
+            [answer_questions(model, test, ctx, store, f"{name}:{c}", P.rag.max_new_tokens) for c, ctx in test_contexts.items()], ignore_index=True
+        ).assign(reader=name, context=lambda d: d.variant.str.split(":").str[1])
+
+    answers = [answer_all(lm, "untuned")]
+    curves, validity, timing, sizes = [], {}, {}, {}
+    autocast = P.numerics().training_autocast
+    for name, items in sets.items():
+        started = pd.Timestamp.now()
+        model, curve = reader.train_reader(
+            P.models.generator, items, tune=R.tune, lr=R.lr, epochs=R.epochs, batch_size=R.batch_size, val_fraction=R.val_fraction,
+            seed=R.seed, autocast=autocast, lora_r=R.lora_r, evals_per_epoch=R.evals_per_epoch, desc=f"reader ({name})",
+        )
+        held = curve.attrs[HELDOUT]
+        timing[name] = {"train_s": round((pd.Timestamp.now() - started).total_seconds(), 1), "examples": len(items), "heldout_questions": len(set(held["qid"]))}
+        print(f"reader ({name}): trained on {len(items)} examples in {timing[name]['train_s']} s", file=sys.stderr, flush=True)
+        sizes[name] = {"examples": len(items), "heldout_questions": len(set(held["qid"]))}
+        target = artifacts.READER if name == "tuned" else artifacts.FAIR_READER
+        reader.save_reader(model, lm.tokenizer, target.path)
+        del model
+        tuned = LM(str(target.path), lm.dtype, device=lm.device)
+        answers.append(answer_all(tuned, name))
+        curves.append(curve.assign(reader=name))
+        validity[f"{name.replace(' ', '_')}_heldout_loss"] = loss_gate(curve, P.rag.n_bootstrap, P.data.seed)
+    answers = pd.concat(answers, ignore_index=True)
+    summary = summarise(answers, P.rag.n_bootstrap, seed=P.data.seed)
+    by = {v: df for v, df in answers.groupby("variant", sort=False)}
+    n_boot, seed, margin = P.rag.n_bootstrap, P.data.seed, P.rag.equivalence_margin
+    tuned_vs_untuned = {
+        name: {c: paired_outcomes(by[f"{name}:{c}"], by[f"untuned:{c}"], n_boot, seed, margin) for c in CONTEXTS} for name in sets
+    }
+    gaps = {name: reader.reading_gap(answers[answers.reader == name]) for name in ["untuned", *sets]}
+    reading = {
+        name: {
+            "gap": with_verdict(paired_interval(gaps[name].to_numpy(), n_boot, seed), margin),
+            **({"gap_change": with_verdict(paired_interval((gaps[name] - gaps["untuned"]).to_numpy(), n_boot, seed), margin)} if name != "untuned" else {}),
+        }
+        for name in gaps
+    }
+    main = tuned_vs_untuned["tuned"]
+    dense_gain = main["dense"]["gold_logprob"]["mean"]
+    oracle_em = summary["tuned:oracle"]["em"]["mean"]
+    targets = {
+        "dense_gain_nats": {"target": TARGETS["dense_gain_nats"], "value": dense_gain, "met": bool(dense_gain >= TARGETS["dense_gain_nats"])},
+        "reads": {"target": "gold - no retrieval gap grows, interval excluding 0", "value": reading["tuned"]["gap_change"]["mean"],
+                  "met": bool(reading["tuned"]["gap_change"]["lo"] > 0)},
+        "oracle_em": {"target": TARGETS["oracle_em"], "value": oracle_em, "met": bool(oracle_em >= TARGETS["oracle_em"])},
+    }
+    curves = pd.concat(curves, ignore_index=True)
+    questions = questions.drop(columns=["answers", "gold_pids"])
+    artifacts.READER_QUESTIONS.write(questions)
+    artifacts.READER_CURVE.write(curves)
+    artifacts.READER_ANSWERS.write(answers)
+    artifacts.READER_METRICS.write(
+        {
+            **summary,
+            "training": {
+                "tune": R.tune, "questions": len(questions), "study_train_questions": int((questions.source == "study train").sum()),
+                "shown_a_gold_passage": round(float(questions.has_gold.mean()), 4), "p_no_gold": R.p_no_gold, "sets": sizes,
+                "autocast": autocast,
+            },
+            "tuned_vs_untuned": tuned_vs_untuned,
+            "reading": reading,
+            "targets": targets,
+            "validity": validity,
+            "cost": {"llm_evaluations": lm.evaluations, "llm_forward_tokens": lm.forward_tokens, "train_examples": int(sum(len(s) for s in sets.values()) * R.epochs)},
+        }
+    )
+    return Result(questions, curves, answers, summary, tuned_vs_untuned, reading, targets, validity, timing)
+

@@ -1,0 +1,163 @@
+"""Stage 09: which side of the seam to align. Every retriever-side variant's own test contexts answered
+by the untuned and by the tuned reader (the 2 x N table, paired per question), and GainRAG re-run
+with the tuned reader as its teacher (the "both sides" cell of RA-DIT's ablation)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from ragalign.core import artifacts
+from ragalign.core.data import load_passages, load_questions
+from ragalign.core.lm import LM
+from ragalign.core.metrics import paired_difference, paired_interval
+from ragalign.core.params import Params
+from ragalign.core.rag import PassageStore, answer_questions, summarise
+from ragalign.core.rerank import rerank, train_reranker
+from ragalign.core.retrieval import passage_texts
+from ragalign.core.seed import seed_everything
+from ragalign.core.validity import loss_gate
+from ragalign.core.verdicts import paired_outcomes, with_verdict
+from ragalign.methods.gainrag.labels import best_gain_summary, build_pairs, label_table, score_pairs
+from ragalign.methods.gainrag.pseudo import is_pseudo, pseudo_texts
+from ragalign.methods.gainrag.selector import context_texts, selector_candidates, selector_groups, top_contexts
+
+# The retriever-side variants of the 2 x N table: (variant, the answers table holding its test contexts).
+RETRIEVERS = (
+    ("no_retrieval", artifacts.BASELINE_ANSWERS),
+    ("oracle", artifacts.BASELINE_ANSWERS),
+    ("bm25", artifacts.BASELINE_ANSWERS),
+    ("dense", artifacts.BASELINE_ANSWERS),
+    ("reranker", artifacts.BASELINE_ANSWERS),
+    ("gainrag", artifacts.GAIN_ANSWERS),
+    ("radio", artifacts.RADIO_ANSWERS),
+    ("figret", artifacts.FIGRET_ANSWERS),
+)
+REFERENCE = "dense"
+COUPLED = "gainrag_coupled"
+
+
+@dataclass
+class Result:
+    test: pd.DataFrame
+    answers: pd.DataFrame  # untuned (the stages' own answers) and tuned, one row per (reader, variant, question)
+    summary: dict  # "reader:variant" -> em, f1, gold_logprob
+    table: pd.DataFrame  # the 2 x N table
+    paired: dict  # per variant: tuned - untuned; method - dense under each reader; the interaction
+    coupled: dict  # the coupled GainRAG against its uncoupled version, both answered by the tuned reader
+    validity: dict
+
+
+def seam_table(paired: dict, summary: dict) -> pd.DataFrame:
+    """One row per retriever-side variant: the gold-answer log-prob under each reader and the paired
+    differences (tuned - untuned; variant - dense under each reader; the interaction)."""
+    rows = {}
+    for v, p in paired.items():
+        rows[v] = {
+            "untuned": summary[f"untuned:{v}"]["gold_logprob"]["mean"],
+            "tuned": summary[f"tuned:{v}"]["gold_logprob"]["mean"],
+            "tuned - untuned": p["tuned_minus_untuned"]["gold_logprob"],
+            f"- {REFERENCE} (untuned)": p.get(f"minus_{REFERENCE}_untuned"),
+            f"- {REFERENCE} (tuned)": p.get(f"minus_{REFERENCE}_tuned"),
+            "interaction": p.get("interaction"),
+        }
+    return pd.DataFrame(rows).T
+
+
+def run(P: Params) -> Result:
+    seed_everything(P.training.seed)
+    questions, passages = load_questions(), load_passages()
+    test = questions[questions.split == "test"].reset_index(drop=True)
+    lm = LM.from_params(P.models)
+    tuned = LM(str(artifacts.READER.at()), lm.dtype, device=lm.device)
+    store = PassageStore(passages, lm, P.rag.max_passage_tokens)
+    pseudo = artifacts.PSEUDO.read()
+    ptext = pseudo_texts(pseudo)
+
+    def text_of(pid: str) -> str:  # pseudo-passages as stage 05 passed them, corpus passages as the store cuts them
+        return ptext[pid] if is_pseudo(pid) else store[pid]
+
+    untuned, answers = {}, []
+    for variant, table in RETRIEVERS:
+        rows = table.read()
+        rows = rows[rows.variant == variant].set_index("qid").loc[test.qid].reset_index()
+        untuned[variant] = rows.assign(reader="untuned")
+        ctx = dict(zip(rows.qid, map(list, rows.context_pids), strict=True))
+        answers.append(untuned[variant].assign(variant=f"untuned:{variant}"))
+        answers.append(
+            answer_questions(tuned, test, ctx, store, f"tuned:{variant}", P.rag.max_new_tokens, context_texts=context_texts(ctx, _Lookup(text_of)))
+            .assign(reader="tuned")
+        )
+
+    # ---- both sides: GainRAG with the tuned reader as its teacher --------------------------------
+    labels_untuned = artifacts.GAIN_LABELS.read()
+    train = questions[questions.qid.isin(set(labels_untuned.qid))]
+    dense = artifacts.DENSE.read()
+    coupled, validity = {}, {}
+    if P.reader.coupled:
+        pairs = build_pairs(train, dense, P.gain.k, store, pseudo)
+        labels = label_table(pairs, score_pairs(tuned, pairs, P.gain.alpha, desc="gain labels (tuned teacher)"), dense, train)
+        selector_text = passage_texts(passages) | ptext
+        groups = selector_groups(labels, train, selector_text, P.training.group_size, P.training.seed, temperature=P.selector.temperature)
+        selector, curve = train_reranker(P.models.encoder, groups, P.training, desc="coupled selector", prior_max_length=P.retrieval.max_length)
+        ranking = rerank(selector, test, selector_candidates(dense, P.selector.top_n, pseudo), selector_text, COUPLED, desc="coupled selector", priors=dense)
+        ctx = top_contexts(ranking, P.selector.top_k)
+        answers.append(
+            answer_questions(tuned, test, ctx, store, f"tuned:{COUPLED}", P.rag.max_new_tokens, context_texts=context_texts(ctx, _Lookup(text_of))).assign(reader="tuned")
+        )
+        best_u, best_t = best_gain_summary(labels_untuned), best_gain_summary(labels)
+        both = best_u.merge(best_t, on="qid", suffixes=("_untuned", "_tuned"))
+        coupled["best_gain_is_gold"] = {
+            "untuned_teacher": round(float(both.is_gold_untuned.mean()), 4),
+            "tuned_teacher": round(float(both.is_gold_tuned.mean()), 4),
+            "difference": with_verdict(paired_interval((both.is_gold_tuned.astype(float) - both.is_gold_untuned.astype(float)).to_numpy(), P.rag.n_bootstrap, P.data.seed)),
+        }
+        coupled["label_mean"] = {"untuned_teacher": round(float(labels_untuned.label.mean()), 4), "tuned_teacher": round(float(labels.label.mean()), 4)}
+        validity["coupled_selector_heldout_loss"] = loss_gate(curve, P.rag.n_bootstrap, P.data.seed)
+        artifacts.COUPLED_LABELS.write(labels.drop(columns=["kind"]))
+        artifacts.COUPLED_RANKINGS.write(ranking)
+
+    answers = pd.concat(answers, ignore_index=True)
+    summary = summarise(answers, P.rag.n_bootstrap, seed=P.data.seed)
+    by = {v: df for v, df in answers.groupby("variant", sort=False)}
+    n_boot, seed, margin = P.rag.n_bootstrap, P.data.seed, P.rag.equivalence_margin
+    paired = {}
+    for variant, _ in RETRIEVERS:
+        entry = {"tuned_minus_untuned": paired_outcomes(by[f"tuned:{variant}"], by[f"untuned:{variant}"], n_boot, seed, margin)}
+        if variant != REFERENCE:
+            for r in ("untuned", "tuned"):
+                entry[f"minus_{REFERENCE}_{r}"] = with_verdict(paired_difference(by[f"{r}:{variant}"], by[f"{r}:{REFERENCE}"], "gold_logprob", n_boot, seed), margin)
+            entry["interaction"] = with_verdict(interaction(by, variant, REFERENCE, n_boot, seed), margin)
+        paired[variant] = entry
+    if P.reader.coupled:
+        coupled["vs_uncoupled"] = paired_outcomes(by[f"tuned:{COUPLED}"], by["tuned:gainrag"], n_boot, seed, margin)
+        coupled["vs_dense"] = paired_outcomes(by[f"tuned:{COUPLED}"], by[f"tuned:{REFERENCE}"], n_boot, seed, margin)
+    table = seam_table(paired, summary)
+    artifacts.SEAM_ANSWERS.write(answers)
+    artifacts.SEAM_METRICS.write(
+        {**summary, "paired": paired, "coupled": coupled, "validity": validity,
+         "cost": {"llm_evaluations": lm.evaluations + tuned.evaluations, "llm_forward_tokens": lm.forward_tokens + tuned.forward_tokens}}
+    )
+    return Result(test, answers, summary, table, paired, coupled, validity)
+
+
+def interaction(by: dict[str, pd.DataFrame], variant: str, reference: str, n_boot: int, seed: int) -> dict:
+    """Per question, (variant - reference under the tuned reader) - (the same under the untuned one):
+    does the retriever-side choice matter more once the reader is tuned?"""
+    def gl(name: str) -> pd.Series:
+        return by[name].set_index("qid").gold_logprob
+
+    d = (gl(f"tuned:{variant}") - gl(f"tuned:{reference}")) - (gl(f"untuned:{variant}") - gl(f"untuned:{reference}"))
+    return paired_interval(d.dropna().to_numpy(), n_boot, seed)
+
+
+class _Lookup(dict):
+    """A mapping view of a pid -> text function (``context_texts`` indexes its argument)."""
+
+    def __init__(self, text_of):
+        super().__init__()
+        self._text_of = text_of
+
+    def __missing__(self, pid: str) -> str:
+        return self._text_of(pid)

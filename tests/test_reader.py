@@ -1,0 +1,90 @@
+"""Generator alignment: the reader's training set never holds a test question, its examples show what the
+retriever returns (RAFT's P without gold), the loss is the answer's, and a tuned reader is a generator."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from ragalign.core.data import read_benchmark, split_questions
+from ragalign.core.params import validate
+from ragalign.methods import reader
+
+
+def test_training_contexts_drop_the_gold_passages_of_a_seeded_share():
+    ranked = {f"q{i}": [f"g{i}", f"d{i}a", f"d{i}b", f"d{i}c"] for i in range(20)}
+    gold = {q: [f"g{q[1:]}"] for q in ranked}
+    contexts = reader.training_contexts(ranked, gold, k=2, p_no_gold=0.25, seed=3)
+    without = [q for q, pids in contexts.items() if not set(pids) & set(gold[q])]
+    assert len(without) == 5  # a quarter of the questions, the next dense passages filling in
+    assert all(contexts[q] == ranked[q][1:3] for q in without)
+    assert all(contexts[q] == ranked[q][:2] for q in contexts if q not in without)
+    assert reader.training_contexts(ranked, gold, 2, 0.25, 3) == contexts  # seeded
+    assert reader.training_contexts(ranked, gold, 2, 0.0, 3) == {q: p[:2] for q, p in ranked.items()}
+
+
+def test_the_readers_training_questions_never_include_a_test_question(hotpot_file):
+    from ragalign.stages.reader_tuning import training_questions
+
+    P = validate({"data": {"path": str(hotpot_file), "n_train": 6, "n_test": 5}, "reader": {"n_questions": 12}})
+    every, _ = read_benchmark("hotpotqa", hotpot_file)
+    sample = split_questions(every, 6, 5, P.data.seed)
+    train, test = sample[sample.split == "train"], sample[sample.split == "test"]
+    questions = training_questions(P, train, test)
+    assert len(questions) == 12 and not set(questions.qid) & set(test.qid)
+    assert questions.qid.head(6).tolist() == train.qid.tolist()  # the study's train questions first: the fair budget
+    assert (questions.source.head(6) == "study train").all() and (questions.source.tail(6) == "benchmark").all()
+    big = validate({"data": {"path": str(hotpot_file), "n_train": 6, "n_test": 5}, "reader": {"n_questions": 1000}})
+    assert len(training_questions(big, train, test)) == len(every) - len(test)  # every non-test question, and no more
+
+
+def test_example_loss_is_the_mean_nll_of_the_target_tokens(tiny_lm):
+    prompt, answer = "Passage: Paris is in France.\n\nQuestion: Where is Paris?", "France"
+    questions = pd.DataFrame({"qid": ["q"], "question": ["Where is Paris?"], "answers": [["France"]], "gold_pids": [["p"]]})
+    [ex] = reader.reader_examples(tiny_lm, questions, {"q": ["p"]}, lambda pid: "Paris is in France.")
+    assert ex.target[-1] == tiny_lm.tokenizer.eos_token_id and ex.has_gold  # the reader learns to stop after the answer
+    assert list(ex.target[:-1]) == tiny_lm.answer_ids(answer)
+    ex = reader.Example("q", tuple(tiny_lm.prompt_ids(prompt)), tuple(tiny_lm.answer_ids(answer)), True)
+    with torch.no_grad():
+        loss = reader.example_losses(tiny_lm.model, [ex, ex])
+    expected = -sum(tiny_lm.token_logprobs([prompt], [answer])[0]) / len(ex.target)
+    assert loss.tolist() == pytest.approx([expected, expected], abs=1e-5)
+
+
+@pytest.fixture
+def tiny_generator(tiny_model, smol_tokenizer, tmp_path):
+    """The tiny model saved as a generator directory (safetensors and tokenizer)."""
+    return str(reader.save_reader(tiny_model, smol_tokenizer, tmp_path / "tiny_generator"))
+
+
+def test_what_each_tuning_trains(tiny_generator):
+    top = reader.load_trainable(tiny_generator, "top_half")
+    assert not any(p.requires_grad for p in top.model.layers[0].parameters())
+    assert all(p.requires_grad for p in top.model.layers[1].parameters()) and not top.model.embed_tokens.weight.requires_grad
+    lora = reader.load_trainable(tiny_generator, "lora", lora_r=2)
+    trainable = [n for n, p in lora.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    full = reader.load_trainable(tiny_generator, "full")
+    assert all(p.requires_grad for p in full.parameters())
+    with pytest.raises(ValueError, match="reader.tune"):
+        reader.load_trainable(tiny_generator, "bottom_half")
+
+
+def test_a_tuned_reader_is_kept_only_where_it_beats_its_start_and_loads_as_a_generator(tiny_generator, smol_tokenizer, tmp_path):
+    """Train the tiny model to answer "Yes" after any prompt: the held-out loss must fall, the kept weights
+    differ from the start, and the saved reader loads by path with its own (weights-keyed) signature."""
+    from ragalign.core.lm import LM
+    from ragalign.core.training import HELDOUT
+
+    start = LM(tiny_generator, "float32", cache_root=str(tmp_path / "c"))
+    target = (*start.answer_ids("Yes"), smol_tokenizer.eos_token_id)
+    examples = [reader.Example(f"q{i}", tuple(start.prompt_ids(f"question number {i}?")), target, True) for i in range(30)]
+    model, curve = reader.train_reader(tiny_generator, examples, tune="full", lr=3e-3, epochs=3, batch_size=4, val_fraction=0.2, seed=0, autocast=False)
+    held = curve.attrs[HELDOUT]
+    assert held["kept_step"] > 0 and sum(held["kept"]) < sum(held["start"])
+    path = reader.save_reader(model, smol_tokenizer, tmp_path / "tuned")
+    tuned = LM(str(path), "float32", cache_root=str(tmp_path / "c"))
+    assert tuned.signature != start.signature
+    lp = tuned.token_logprobs(["question number 99?"], ["Yes"])[0]
+    assert sum(lp) > sum(start.token_logprobs(["question number 99?"], ["Yes"])[0])
