@@ -159,7 +159,8 @@ def test_interrupted_stage_resumes_from_cache(tiny_repo):
 
 
 def test_queued_sweep_gives_a_comparison_table(tiny_repo):
-    """The README's sweep: queue a grid over gain.alpha, run the queue, compare with `dvc exp show`."""
+    """The README's sweep: queue a grid over gain.alpha, run the queue, compare with `dvc exp show`. The grid
+    holds the workspace's value (0.5, which DVC's run cache makes free, as the README says) and one other."""
     repo, _, env = tiny_repo
     env = {**env, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org"}
     dvc = [sys.executable, "-m", "dvc"]
@@ -169,7 +170,7 @@ def test_queued_sweep_gives_a_comparison_table(tiny_repo):
     run([*dvc, "commit", "--force"], repo, env)
     run(["git", "add", "-A"], repo, env)
     run(["git", "commit", "-q", "-m", "tiny study"], repo, env)
-    run([*dvc, "exp", "run", "--queue", "-S", "gain.alpha=0,0.5,1"], repo, env)
+    run([*dvc, "exp", "run", "--queue", "-S", "gain.alpha=0,0.5"], repo, env)
     run([*dvc, "queue", "start"], repo, env)
     deadline = time.time() + 1500
     while time.time() < deadline:
@@ -177,13 +178,13 @@ def test_queued_sweep_gives_a_comparison_table(tiny_repo):
         if not any(word in status for word in ("Queued", "Running")):
             break
         time.sleep(5)
-    assert status.count("Success") == 3, status
+    assert status.count("Success") == 2, status
     table = run([*dvc, "exp", "show", "--csv"], repo, env).stdout
     experiments = [r for r in csv.DictReader(io.StringIO(table)) if r["State"] == "Success"]
-    assert sorted(float(r["gain.alpha"]) for r in experiments) == [0.0, 0.5, 1.0], table
+    assert sorted(float(r["gain.alpha"]) for r in experiments) == [0.0, 0.5], table
     assert all(r["variants.GainRAG.gold_logprob"] not in ("", "-") for r in experiments)
     # α weights the contrastive term of the gain labels, so each experiment labelled differently
-    assert len({r["labels.label_mean"] for r in experiments}) == 3
+    assert len({r["labels.label_mean"] for r in experiments}) == 2
     # the README's readable form of the same comparison
     keep = "Experiment|gain.alpha|variants.GainRAG.(gold_logprob|f1)$|labels.label_mean"
     shown = run([*dvc, "exp", "show", "--drop", ".*", "--keep", keep], repo, env).stdout
@@ -197,20 +198,22 @@ def test_queued_sweep_gives_a_comparison_table(tiny_repo):
 FORMAT_STAGES = ("03_rag_baselines", "08_reader_tuning")
 
 
-@pytest.mark.parametrize("dataset", ["squad", "nq_open"])
-def test_the_study_runs_on_the_other_benchmarks(tmp_path_factory, dataset):
-    """`data.dataset=squad|nq_open`: the stages that read the benchmark run on it, one gold passage per question."""
+@pytest.mark.parametrize(("dataset", "stages"), [("squad", FORMAT_STAGES), ("nq_open", FORMAT_STAGES[:1])])
+def test_the_study_runs_on_the_other_benchmarks(tmp_path_factory, dataset, stages):
+    """`data.dataset=squad|nq_open`: the stages that read the benchmark run on it, one gold passage per question
+    (the reader's, 08, on SQuAD: it reads the benchmark with the same reader as 01, which both formats run)."""
     repo, _, env = make_study(tmp_path_factory, dataset)
-    run([sys.executable, "-m", "dvc", "repro", *FORMAT_STAGES], repo, env)
-    status = json.loads(run([sys.executable, "-m", "dvc", "status", "--json", *FORMAT_STAGES], repo, env).stdout)
+    run([sys.executable, "-m", "dvc", "repro", *stages], repo, env)
+    status = json.loads(run([sys.executable, "-m", "dvc", "status", "--json", *stages], repo, env).stdout)
     assert set(status) <= {"00_numerics"}, status  # every stage they need ran and is locked
     data = json.loads((repo / "results/metrics/data.json").read_text())
     assert data["dataset"] == dataset and data["gold_passages_per_question"] == 1.0
     baselines = json.loads((repo / "results/metrics/baselines.json").read_text())
     assert {"no_retrieval", "oracle", "bm25", "dense", "reranker"} <= set(baselines)
     assert all(0 <= baselines[v]["f1"]["mean"] <= 1 for v in ("oracle", "dense"))
-    reader = json.loads((repo / "results/metrics/reader.json").read_text())
-    assert reader["training"]["questions"] > reader["training"]["study_train_questions"]  # the benchmark's other questions too
-    assert {"tuned:dense", "untuned:oracle"} <= set(reader)
+    if "08_reader_tuning" in stages:
+        reader = json.loads((repo / "results/metrics/reader.json").read_text())
+        assert reader["training"]["questions"] > reader["training"]["study_train_questions"]  # the benchmark's other questions too
+        assert {"tuned:dense", "untuned:oracle"} <= set(reader)
     report = json.loads((repo / "reports/01_prepare_data.ipynb").read_text())
     assert dataset in "".join(report["cells"][1]["source"])  # the findings name the benchmark

@@ -19,7 +19,7 @@ from ragalign.core.retrieval import passage_texts
 from ragalign.core.seed import seed_everything
 from ragalign.core.validity import loss_gate
 from ragalign.core.verdicts import paired_outcomes, with_verdict
-from ragalign.methods.gainrag.labels import best_gain_summary, build_pairs, label_table, score_pairs
+from ragalign.methods.gainrag.labels import best_gain_summary, build_pairs, label_table, planned_cost, score_pairs
 from ragalign.methods.gainrag.pseudo import is_pseudo, pseudo_texts
 from ragalign.methods.gainrag.selector import context_texts, selector_candidates, selector_groups, top_contexts
 
@@ -90,6 +90,8 @@ def run(P: Params) -> Result:
             .assign(reader="tuned")
         )
 
+    answering = {"llm_evaluations": lm.evaluations + tuned.evaluations, "llm_forward_tokens": lm.forward_tokens + tuned.forward_tokens}
+
     # ---- both sides: GainRAG with the tuned reader as its teacher --------------------------------
     labels_untuned = artifacts.GAIN_LABELS.read()
     train = questions[questions.qid.isin(set(labels_untuned.qid))]
@@ -98,6 +100,7 @@ def run(P: Params) -> Result:
     if P.reader.coupled:
         pairs = build_pairs(train, dense, P.gain.k, store, pseudo)
         labels = label_table(pairs, score_pairs(tuned, pairs, P.gain.alpha, desc="gain labels (tuned teacher)"), dense, train)
+        coupled["labelling_cost"] = planned_cost(tuned, pairs)  # from the plan: the gain cache's hits never change it
         selector_text = passage_texts(passages) | ptext
         groups = selector_groups(labels, train, selector_text, P.training.group_size, P.training.seed, temperature=P.selector.temperature)
         selector, curve = train_reranker(P.models.encoder, groups, P.training, desc="coupled selector", prior_max_length=P.retrieval.max_length)
@@ -137,7 +140,7 @@ def run(P: Params) -> Result:
     artifacts.SEAM_ANSWERS.write(answers)
     artifacts.SEAM_METRICS.write(
         {**summary, "paired": paired, "coupled": coupled, "validity": validity,
-         "cost": {"llm_evaluations": lm.evaluations + tuned.evaluations, "llm_forward_tokens": lm.forward_tokens + tuned.forward_tokens}}
+         "cost": {"answering": answering, "coupled_labelling": coupled.get("labelling_cost")}}
     )
     return Result(test, answers, summary, table, paired, coupled, validity)
 
