@@ -246,6 +246,24 @@ def row_dtype_headline(r: dict) -> str:
             f"{_g(r['max_abs_mean_shift_gold_logprob'])} (see Numerics)")
 
 
+def _interval(i: dict) -> str:
+    return f"{i['mean']:+.3f} [{i['lo']:+.3f}, {i['hi']:+.3f}]"
+
+
+def row_reader_tuning(r: dict) -> str:
+    parts = [f"{way}: {x['trainable_parameters'] / 1e6:.0f}M trainable, {x['s_per_train_example']:.2f} s per training example (its held-out passes included), held-out loss "
+             f"{x['heldout_start']:.3f} -> {x['heldout_best']:.3f} ({_interval(x['best_reduction'])})" for way, x in r["runs"].items()]
+    return f"{r['train_examples']} training questions, {r['questions'] - r['train_examples']} held out, one epoch (LoRA lr {r['lora_lr']:g}). " + "; ".join(parts)
+
+
+def row_reader_data(r: dict) -> str:
+    runs = r["runs"]
+    parts = [f"{arm} ({x['training_questions']} questions): dense-context loss {x['loss']['dense']:.3f}, reading gap {x['reading_gap']:.3f}"
+             + (f"; vs benchmark: dense loss {_interval(x['vs_benchmark']['loss_dense'])}, gap {_interval(x['vs_benchmark']['reading_gap'])}" if "vs_benchmark" in x else "")
+             for arm, x in runs.items()]
+    return f"{r['eval_questions']} further benchmark questions, paired (positive: better than `benchmark`). " + "; ".join(parts)
+
+
 @dataclass(frozen=True)
 class Bench:
     compares: str
@@ -276,6 +294,10 @@ BENCHES: dict[str, Bench] = {
     "device_training": Bench("the one trainer (`core.training.fit`) on CPU and CUDA, float32 and bf16 autocast: a reranker and FiGRet's bi-encoder "
                              "on toy sets whose targets go against the start", row_device_training),
     "decoding": Bench("greedy decoding: dynamic vs static KV cache vs SDPA attention", row_decoding, "timed"),
+    "reader_tuning": Bench("reader fine-tuning (`reader.tune`): every weight vs LoRA adapters (`peft`) vs the upper half of the decoder, "
+                           "same examples and held-out questions", row_reader_tuning, "timed"),
+    "reader_data": Bench("reader training questions: more of the benchmark vs as many SQuAD questions (gold paragraph among same-article "
+                         "distractors), on the same further benchmark questions", row_reader_data, "timed"),
     "dtype_headline": Bench("every headline variant's test contexts answered in float32 and in bf16: how far the headline and its verdicts move",
                             row_dtype_headline),
 }

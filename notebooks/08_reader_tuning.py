@@ -12,9 +12,12 @@
 # The retriever-side methods (04–07) teach the retriever what the generator needs. This step works
 # the other side of the seam (RA-DIT, RAFT): it fine-tunes the generator on the contexts the study
 # really shows, each training question's **dense top-k** in the study's prompt, a share `reader.p_no_gold`
-# of them with the gold passages taken out (RAFT's P), the loss on the answer tokens only. It may use
-# every non-test question of the benchmark: the reader needs no LLM labels. A second reader is tuned on
-# only the `data.n_train` questions every retriever-side method learns from (the **fair budget**).
+# of them with the gold passages taken out (RAFT's P), the loss on the answer tokens only. The reader
+# needs no LLM labels, so it may use any non-test question of the benchmark: the **tuned** reader trains
+# on `reader.n_questions` of them outside the study's train split (stage 09 makes it GainRAG's teacher on
+# the train questions, which it must not have seen), plus `reader.extra_questions` of another
+# reading-comprehension benchmark (`reader.extra_dataset`). A second reader is tuned on only the
+# `data.n_train` questions every retriever-side method learns from (the **fair budget**).
 #
 # Both are kept only where they beat the untuned generator on held-out training questions. Then the
 # test questions are answered with no passage, with the gold passages and with dense top-k. The
@@ -46,12 +49,12 @@ r = stage.run(P)
 summary, paired, reading, targets, validity = r.summary, r.tuned_vs_untuned, r.reading, r.targets, r.validity
 
 # %% [markdown]
-# ## The training set
-# Where the reader's training questions come from, and how many show a gold passage among their
-# dense top-k (after RAFT's P took it out of some).
+# ## The training sets
+# Where each reader's training questions come from, and how many show a gold passage among their
+# passages (after RAFT's P took it out of some).
 
 # %%
-r.questions.groupby("source").agg(questions=("qid", "size"), shown_a_gold_passage=("has_gold", "mean")).round(3)
+r.questions.groupby(["set", "source"]).agg(questions=("qid", "size"), shown_a_gold_passage=("has_gold", "mean")).round(3)
 
 # %% [markdown]
 # ## Training: answer loss on the training questions, and on the held-out ones
@@ -66,7 +69,7 @@ _ = plots.training_curve(r.curves, "Reader fine-tuning: answer-token loss", "mea
 em_f1_table(summary)
 
 # %%
-rows = [{"reader": n, "context": c, "metric": m, **paired[n][c][m]} for n in paired for c in stage.CONTEXTS for m in ("gold_logprob", "em", "f1")]
+rows = [{"reader": n, "context": c, "metric": m, **paired[n][c][m]} for n in paired for c in paired[n] for m in ("gold_logprob", "em", "f1")]
 pd.DataFrame(rows).set_index(["reader", "context", "metric"])[["mean", "lo", "hi", "mde", "verdict"]]
 
 # %%

@@ -20,7 +20,8 @@
 #
 # Then **both sides** (RA-DIT's "both" cell): GainRAG re-run with the tuned reader as its teacher: gain
 # labels from it, a selector distilled from them, answers by it. Does a reader that reads give better
-# teaching signals?
+# teaching signals? The tuned reader never trained on the train questions it labels here (stage 08
+# draws its questions from outside the study's train split), so its labels are not its memory.
 
 # %% tags=["parameters"]
 data: dict = {}

@@ -27,16 +27,30 @@ def test_training_contexts_drop_the_gold_passages_of_a_seeded_share():
 def test_the_readers_training_questions_never_include_a_test_question(hotpot_file):
     from ragalign.stages.reader_tuning import training_questions
 
-    P = validate({"data": {"path": str(hotpot_file), "n_train": 6, "n_test": 5}, "reader": {"n_questions": 12}})
+    P = validate({"data": {"path": str(hotpot_file), "n_train": 6, "n_test": 5}, "reader": {"n_questions": 8}})
     every, _ = read_benchmark("hotpotqa", hotpot_file)
     sample = split_questions(every, 6, 5, P.data.seed)
     train, test = sample[sample.split == "train"], sample[sample.split == "test"]
     questions = training_questions(P, train, test)
-    assert len(questions) == 12 and not set(questions.qid) & set(test.qid)
-    assert questions.qid.head(6).tolist() == train.qid.tolist()  # the study's train questions first: the fair budget
-    assert (questions.source.head(6) == "study train").all() and (questions.source.tail(6) == "benchmark").all()
-    big = validate({"data": {"path": str(hotpot_file), "n_train": 6, "n_test": 5}, "reader": {"n_questions": 1000}})
-    assert len(training_questions(big, train, test)) == len(every) - len(test)  # every non-test question, and no more
+    assert not set(questions.qid) & set(test.qid)
+    tuned, fair = questions[questions.set == "tuned"], questions[questions.set == "fair budget"]
+    assert len(tuned) == 8 and (tuned.source == "benchmark").all() and not set(tuned.qid) & set(train.qid)  # the coupled teacher never saw them
+    assert fair.qid.tolist() == train.qid.tolist() and (fair.source == "study train").all()  # the retriever-side methods' budget
+    big = validate({"data": {"path": str(hotpot_file), "n_train": 6, "n_test": 5}, "reader": {"n_questions": 1000, "fair_budget": False}})
+    assert len(training_questions(big, train, test)) == len(every) - len(test) - len(train)  # every other question, and no more
+
+
+def test_an_extra_benchmarks_questions_show_their_gold_among_same_article_distractors():
+    passages = pd.DataFrame({"pid": [f"{t}{i}" for t in "ab" for i in range(4)], "title": ["A"] * 4 + ["B"] * 4, "text": "x"})
+    questions = pd.DataFrame({"qid": [f"q{i}" for i in range(10)], "gold_pids": [["a0"], ["b1"]] * 5})
+    contexts = reader.distractor_contexts(questions, passages, k=3, p_no_gold=0.2, seed=1)
+    without = [q for q, g in zip(questions.qid, questions.gold_pids, strict=True) if g[0] not in contexts[q]]
+    assert len(without) == 2 and all(len(set(c)) == 3 for c in contexts.values())
+    assert all(p[0] == g[0][0] for q, g in zip(questions.qid, questions.gold_pids, strict=True) for p in contexts[q])  # same article
+    assert reader.distractor_contexts(questions, passages, 3, 0.2, 1) == contexts
+    assert len(reader.distractor_contexts(questions, passages, k=6, p_no_gold=0.0, seed=1)["q0"]) == 6  # short articles: others fill in
+    with pytest.raises(ValueError, match="extra_dataset"):
+        validate({"reader": {"extra_dataset": "hotpotqa", "extra_questions": 5}})
 
 
 def test_example_loss_is_the_mean_nll_of_the_target_tokens(tiny_lm):

@@ -207,7 +207,7 @@ CLAIMS = [
                                                                   "11 reads 08's and 09's metrics"), "dvc.yaml"),
     Claim(r"held-out loss lies above (0); the trainer restores the start", lambda m: need('keep == "beats" and verdict(interval) != BEATS' in _src("lib/ragalign/core/training.py"),
                                                                                        "training.fit's keep rule"), "lib/ragalign/core/training.py"),
-    Claim(r"\(stages (03)–(07), (09) and (10) for all but the tuned reader's variant; (09) was re-run", check_stage_refs, "stages of dvc.yaml"),
+    Claim(r"\(stages (03)–(07), and in (09) and (10) all but the tuned reader's values", check_stage_refs, "stages of dvc.yaml"),
     Claim(r"a cold run's; (08) ran cold", check_stage_refs, "stages of dvc.yaml"),
     Claim(r"own format \((01)–(03) on both, and (08) on SQuAD; the later", lambda m: need('FORMAT_STAGES = ("03_rag_baselines", "08_reader_tuning")' in _src("tests/test_pipeline.py")
                                                                                   and '("squad", FORMAT_STAGES)' in _src("tests/test_pipeline.py"),

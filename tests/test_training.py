@@ -87,7 +87,7 @@ def _setup_many(train_target: float, held_out_targets: list[float]):
 
 
 def _fit(module, items, loss, per_item, **kw):
-    return fit(module, items, loss, lambda held: batched_mean(loss, held), epochs=10, lr=0.2, batch_size=2, val_fraction=0.5, seed=0, item_losses=per_item, **kw)
+    return fit(module, items, loss, None, epochs=10, lr=0.2, batch_size=2, val_fraction=0.5, seed=0, item_losses=per_item, **kw)
 
 
 NOISE = [6.0, -1.0] * 5  # held out: the mean wants w = 2.5, but half the questions lose what the other half gain
@@ -124,6 +124,18 @@ def test_keep_best_is_the_old_rule_and_the_rule_never_changes_the_training():
     assert module.weight.item() != 1.0 and record["qid"] == beats.attrs[HELDOUT]["qid"]
     with pytest.raises(ValueError, match="keep"):
         _fit(module, items, loss, per_item, keep="lowest")
+
+
+def test_with_item_losses_each_evaluation_is_one_pass_and_its_mean_is_the_held_out_loss():
+    module, items, loss, per_item = _setup_many(3.0, [2.8, 3.0, 3.2, 2.9, 3.1] * 2)
+    passes = []
+    counted = lambda held_out: passes.append(len(held_out)) or per_item(held_out)  # noqa: E731
+    curve = fit(module, items, loss, None, epochs=2, lr=0.2, batch_size=2, val_fraction=0.5, seed=0, evals_per_epoch=2, item_losses=counted, n_boot=200)
+    val, record = curve[curve.split == "val"], curve.attrs[HELDOUT]
+    assert passes == [10] * len(val) == [10] * 5  # the start and two per epoch, nothing more
+    assert val.loss.iloc[0] == pytest.approx(sum(record["start"]) / 10) and val.loss.min() == pytest.approx(sum(record["best"]) / 10)
+    with pytest.raises(ValueError, match="val_loss or item_losses"):
+        fit(module, items, loss, None, epochs=1, lr=0.2, batch_size=2, val_fraction=0.5, seed=0)
 
 
 def test_batched_values_are_the_values_batched_mean_averages():

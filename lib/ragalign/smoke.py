@@ -132,6 +132,11 @@ def make_study(repo: Path, cache: Path, guard: Path, dataset: str = "hotpotqa") 
     write_benchmark(repo, dataset)
     params = smoke_params()
     params["data"]["dataset"] = dataset
+    extra = params["reader"].get("extra_dataset", "squad")
+    if extra == dataset:  # the reader's extra questions come from another benchmark than the study's
+        params["reader"]["extra_questions"] = 0
+    elif params["reader"].get("extra_questions"):
+        write_benchmark(repo, extra)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     from ragalign.core.models import generator_path

@@ -162,7 +162,7 @@ FIGRET_METRICS = metrics("07_figret", "figret", ("validity", "build_cost", "cost
 # ---- 08 reader tuning (generator alignment) ----------------------------------------------------
 READER = Artifact("results/reader/generator", "08_reader_tuning", "model", (), "the tuned reader (safetensors and tokenizer: a models.generator path)")
 FAIR_READER = Artifact("results/reader/fair_generator", "08_reader_tuning", "model", (), "the reader tuned on the study's train questions only (the fair budget)")
-READER_QUESTIONS = Artifact("results/reader/questions.parquet", "08_reader_tuning", "parquet", ("qid", "question", "source", "has_gold"), "the reader's training questions")
+READER_QUESTIONS = Artifact("results/reader/questions.parquet", "08_reader_tuning", "parquet", ("qid", "question", "source", "set", "has_gold"), "the readers' training questions (set: tuned | fair budget)")
 READER_CURVE = Artifact("results/reader/curve.parquet", "08_reader_tuning", "parquet", ("step", "split", "loss", "reader"), "the readers' training curves")
 READER_ANSWERS = Artifact("results/reader/answers.parquet", "08_reader_tuning", "parquet", (*ANSWERS, "reader", "context"), "test answers of the untuned and tuned readers")
 READER_METRICS = metrics("08_reader_tuning", "reader", ("validity", "tuned_vs_untuned", "reading", "targets", "training"))

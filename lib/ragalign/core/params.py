@@ -120,7 +120,9 @@ class FigretParams(Section):
 class ReaderParams(Section):
     """Generator alignment (``methods.reader``): the reader fine-tuned on the retriever's real top-k."""
 
-    n_questions: int = Field(500, ge=2, description="non-test benchmark questions the reader trains on (the study's train questions first; held-out part: val_fraction)")
+    n_questions: int = Field(500, ge=2, description="benchmark questions outside the study's train and test splits the reader trains on (so the coupled GainRAG's teacher never trained on the questions it labels); held-out part: val_fraction")
+    extra_dataset: Literal["hotpotqa", "squad", "nq_open"] = Field("squad", description="a reading-comprehension benchmark of the store (data/) whose questions may join the tuned reader's training set")
+    extra_questions: int = Field(0, ge=0, description="how many of its questions join (each shown its gold passage among same-article distractors; bench/results/reader_data.json measures what they add)")
     p_no_gold: float = Field(0.2, ge=0, le=1, description="RAFT's P: share of training questions shown their dense top-k without the gold passages")
     tune: Literal["full", "lora", "top_half"] = Field("top_half", description="what is trained: every weight, LoRA adapters (peft) or the upper half of the decoder layers (bench/results/reader_tuning.json)")
     lora_r: int = Field(16, ge=1, description="LoRA rank (tune: lora)")
@@ -128,7 +130,7 @@ class ReaderParams(Section):
     epochs: int = Field(1, ge=1)
     batch_size: int = Field(4, ge=1, description="examples per optimiser step")
     val_fraction: float = Field(0.2, gt=0, lt=1)
-    evals_per_epoch: int = Field(2, ge=1)
+    evals_per_epoch: int = Field(1, ge=1)
     fair_budget: bool = Field(True, description="also tune a reader on only the data.n_train questions every retriever-side method learns from")
     coupled: bool = Field(True, description="re-run GainRAG with the tuned reader as its teacher (labels, selector, answers): the 'both sides' cell")
     seed: int = 11
@@ -199,6 +201,8 @@ class Params(BaseModel):
         for key, value, limit in checks:
             if value > limit:
                 raise ValueError(f"{key}={value} exceeds retrieval.k={k} (allowed: 1..{limit})")
+        if self.reader.extra_questions and self.reader.extra_dataset == self.data.dataset:
+            raise ValueError(f"reader.extra_dataset={self.reader.extra_dataset!r} is the study's own benchmark (data.dataset); choose another of {list(DATASETS)}")
         if self.selector.top_k > self.selector.top_n + 1:
             raise ValueError(
                 f"selector.top_k={self.selector.top_k} exceeds selector.top_n + 1 pseudo-passage"

@@ -32,7 +32,7 @@ from ragalign.core.io import write_json
 from ragalign.core.models import device, load_encoder, load_encoder_tokenizer
 from ragalign.core.numerics import resolve_autocast
 from ragalign.core.retrieval import DenseEncoder
-from ragalign.core.training import batched_mean, batched_values, fit
+from ragalign.core.training import batched_values, fit
 
 if TYPE_CHECKING:
     from ragalign.core.params import TrainingParams
@@ -217,7 +217,7 @@ def train_listwise(
         model.model,
         groups,
         lambda batch: _group_loss(model, batch),
-        lambda held_out: batched_mean(lambda batch: _group_loss(model, batch), held_out),
+        None,  # the held-out loss: the mean of item_losses
         epochs=epochs,
         lr=lr,
         batch_size=batch_size,

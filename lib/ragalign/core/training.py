@@ -10,7 +10,8 @@ optimiser than another:
 - optionally bf16 autocast for the training forwards and backwards (weights, optimiser state and
   the validation loss stay float32; ``bench/train_precision.py``);
 - the held-out loss measured before training and ``evals_per_epoch`` times an epoch; the weights
-  with the lowest one (the untrained ones included) are the *best*;
+  with the lowest one (the untrained ones included) are the *best*. Given each held-out item's loss
+  (``item_losses``), the held-out loss is their mean: one pass over the held-out items per evaluation;
 - with ``item_losses`` (each held-out item's loss), the best weights are kept only where they
   *beat* the start on held-out questions: the per-question loss reduction (start minus best) has a
   paired bootstrap interval above 0 (:func:`ragalign.core.verdicts.verdict` says ``beats``);
@@ -19,9 +20,9 @@ optimiser than another:
   which is also the rule without ``item_losses``);
 - the held-out items' losses at the start, with the best and with the kept weights, and which
   step was best and which kept, in ``curve.attrs[HELDOUT]``, so the gain can be paired per question
-  (``validity.loss_gate``). Measuring them runs the model in eval mode without gradients, and the
-  bootstrap draws from its own seeded numpy generator after training: the training itself is
-  bit-identical with or without them.
+  (``validity.loss_gate``), recorded at the evaluations themselves (no extra pass). The bootstrap
+  draws from its own seeded numpy generator after training: the training itself is bit-identical
+  with or without them.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def fit(
     module: torch.nn.Module,
     items: Sequence[T],
     loss: Callable[[Sequence[T]], torch.Tensor],
-    val_loss: Callable[[Sequence[T]], float],
+    val_loss: Callable[[Sequence[T]], float] | None,
     *,
     epochs: int,
     lr: float,
@@ -82,18 +83,20 @@ def fit(
     """Train ``module`` in place on ``items``; returns the curve (step, epoch, split, loss).
 
     ``loss(batch)`` is the training loss of ``batch_size`` consecutive items (it runs the module);
-    ``val_loss(items)`` the mean held-out loss (NaN for none). ``order(train, epoch)`` gives an
-    epoch's item order (default: a seeded shuffle, one generator for the whole run). Ends with the
-    kept weights loaded and the module in eval mode: the best held-out weights (lowest ``val_loss``,
-    the start included), unless ``item_losses`` is given and ``keep="beats"``, where they are kept
-    only if they *beat* the start per held-out question (start minus best loss, averaged per
-    ``qid``: :func:`ragalign.core.metrics.paired_interval` with ``n_boot`` resamples and ``seed``,
-    lower bound above 0) and the start weights are restored otherwise. ``item_losses(items)`` is each
-    held-out item's loss: measured at the start, with the best and with the kept weights into
-    ``curve.attrs[HELDOUT]`` (see :data:`HELDOUT`).
+    the held-out loss is ``val_loss(items)`` (NaN for none) or, given ``item_losses(items)`` (each
+    held-out item's loss), their mean. ``order(train, epoch)`` gives an epoch's item order (default:
+    a seeded shuffle, one generator for the whole run). Ends with the kept weights loaded and the
+    module in eval mode: the best held-out weights (lowest held-out loss, the start included),
+    unless ``item_losses`` is given and ``keep="beats"``, where they are kept only if they *beat*
+    the start per held-out question (start minus best loss, averaged per ``qid``:
+    :func:`ragalign.core.metrics.paired_interval` with ``n_boot`` resamples and ``seed``, lower
+    bound above 0) and the start weights are restored otherwise. The held-out item losses at the
+    start, with the best and with the kept weights go into ``curve.attrs[HELDOUT]`` (see :data:`HELDOUT`).
     """
     if keep not in ("best", "beats"):
         raise ValueError(f"keep must be 'best' or 'beats', not {keep!r}")
+    if val_loss is None and item_losses is None:
+        raise ValueError("fit needs val_loss or item_losses to measure the held-out loss")
     seed_everything(seed)
     train, val = split_groups(items, val_fraction, seed)
     if order is None:
@@ -106,27 +109,24 @@ def fit(
 
     curve: list[dict] = []
     best: tuple[float, dict, int] | None = None  # (held-out loss, state dict, step)
+    per_item: dict[int, list[float]] = {}  # step -> each held-out item's loss (with item_losses)
 
     def evaluate(step: int, epoch: int) -> None:
         nonlocal best
         module.eval()
         with torch.no_grad():
-            value = val_loss(val)
+            if item_losses is not None and val:
+                per_item[step] = [float(v) for v in item_losses(val)]
+                value = sum(per_item[step]) / len(val)
+            else:
+                value = val_loss(val) if val_loss is not None else float("nan")
         curve.append({"step": step, "epoch": epoch, "split": "val", "loss": value})
         if best is None or not val or value < best[0]:
             best = (value, {k: v.detach().clone() for k, v in module.state_dict().items()}, step)
         module.train()
 
-    def held_out_items() -> list[float]:
-        mode = module.training
-        module.eval()
-        with torch.no_grad():
-            values = [float(v) for v in item_losses(val)]
-        module.train(mode)
-        return values
-
     evaluate(0, 0)
-    start_items = held_out_items() if item_losses is not None and val else None
+    start_items = per_item.get(0)
     # the start weights (a reference to evaluate(0, 0)'s clone, never changed in place), held only
     # where they may be restored
     start_state = best[1] if start_items is not None and keep == "beats" else None
@@ -164,7 +164,7 @@ def fit(
     if start_items is None:
         return out
     qids = [i.qid for i in val]
-    best_items = held_out_items() if best_step != 0 else list(start_items)
+    best_items = per_item[best_step]
     per_question = pd.DataFrame({"qid": qids, "diff": [s - b for s, b in zip(start_items, best_items, strict=True)]})
     interval = paired_interval(per_question.groupby("qid", sort=True)["diff"].mean().to_numpy(), n_boot, seed)
     kept_items, kept_step = best_items, best_step

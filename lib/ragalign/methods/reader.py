@@ -7,6 +7,8 @@ retriever what the generator needs, teach the generator to read the retriever's 
   study's prompt (:func:`ragalign.core.rag.build_prompt`), the first gold answer as the target. For a
   seeded share ``p_no_gold`` of the questions (RAFT's P) the gold passages are taken out of the list
   (the next dense passages fill in), so the reader also learns to answer, or not, from distractors.
+  Questions of an extra reading-comprehension benchmark (SQuAD) show their gold paragraph among
+  distractors of the same article (:func:`distractor_contexts`).
 - **Loss**: mean token NLL of the answer and the end-of-turn token after the prompt (the answer-only
   loss: the prompt tokens are context, not targets). Each example goes through the model alone, unpadded.
 - **Training**: the study's one trainer (:func:`ragalign.core.training.fit`): a seeded held-out part of
@@ -28,7 +30,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -60,6 +61,32 @@ def training_contexts(
     rng = random.Random(seed)
     no_gold = set(rng.sample(qids, round(len(qids) * p_no_gold)))
     return {q: [p for p in ranked[q] if q not in no_gold or p not in set(gold[q])][:k] for q in qids}
+
+
+def distractor_contexts(questions: pd.DataFrame, passages: pd.DataFrame, k: int, p_no_gold: float, seed: int) -> dict[str, list[str]]:
+    """qid -> the k passages shown with a question of a benchmark the study retrieves nothing for (an
+    extra reading-comprehension set such as SQuAD): its gold passages among seeded distractors, other
+    passages of the same title first (SQuAD: the article's other paragraphs), in a seeded order; for
+    a seeded share ``p_no_gold`` of the questions (RAFT's P) distractors only."""
+    rng = random.Random(seed)
+    by_title = passages.groupby("title").pid.apply(list).to_dict()
+    title_of = dict(zip(passages.pid, passages.title, strict=True))
+    every = passages.pid.tolist()
+    qids = questions.qid.tolist()
+    no_gold = set(rng.sample(qids, round(len(qids) * p_no_gold)))
+    out = {}
+    for q in questions.itertuples():
+        gold = [] if q.qid in no_gold else list(q.gold_pids)[:k]
+        near = [p for t in dict.fromkeys(title_of[g] for g in q.gold_pids) for p in by_title[t] if p not in q.gold_pids]
+        pool = rng.sample(near, min(len(near), k - len(gold)))
+        while len(gold) + len(pool) < k:  # short articles: any other passage fills in
+            p = rng.choice(every)
+            if p not in q.gold_pids and p not in pool:
+                pool.append(p)
+        shown = gold + pool
+        rng.shuffle(shown)
+        out[q.qid] = shown
+    return out
 
 
 def reader_examples(lm: LM, questions: pd.DataFrame, contexts: Mapping[str, Sequence[str]], text_of: Callable[[str], str]) -> list[Example]:
@@ -129,7 +156,7 @@ def train_reader(
         model,
         list(examples),
         lambda batch: example_losses(plain, batch).mean(),
-        lambda held_out: float(np.mean(batched_values(lambda b: example_losses(plain, b), held_out))) if held_out else float("nan"),
+        None,  # the held-out loss: the mean of item_losses
         epochs=epochs, lr=lr, batch_size=batch_size, val_fraction=val_fraction, seed=seed, evals_per_epoch=evals_per_epoch,
         autocast=autocast, desc=desc, item_losses=lambda held_out: batched_values(lambda b: example_losses(plain, b), held_out),
     )

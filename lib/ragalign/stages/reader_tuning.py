@@ -5,6 +5,7 @@ passage, with the gold passages and with the dense top-k: does it read, or only 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -22,7 +23,8 @@ from ragalign.core.validity import loss_gate
 from ragalign.core.verdicts import paired_outcomes, with_verdict
 from ragalign.methods import reader
 
-CONTEXTS = ("no_retrieval", "oracle", "dense")  # what the readers are measured with on the test split
+CONTEXTS = ("no_retrieval", "oracle", "dense")  # what the tuned reader is measured with on the test split
+FAIR_CONTEXTS = ("dense",)  # the fair-budget reader's reported row
 # The issue's targets for the tuned reader (dense top-k log-prob gain in nats; EM with the gold passages).
 TARGETS = {"dense_gain_nats": 1.3, "oracle_em": 0.15}
 
@@ -41,15 +43,41 @@ class Result:
 
 
 def training_questions(P: Params, train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
-    """The reader's training questions: the study's train questions first, then a seeded sample of the
-    benchmark's other non-test questions, ``reader.n_questions`` in all. No test question ever enters."""
+    """The readers' training questions, by ``set``. ``tuned``: a seeded sample of ``reader.n_questions``
+    benchmark questions outside the study's train and test splits (the coupled GainRAG labels the train
+    questions with this reader: it must not have trained on them), then ``reader.extra_questions`` of
+    ``reader.extra_dataset``. ``fair budget`` (with ``reader.fair_budget``): the study's train questions,
+    the retriever-side methods' budget. No test question ever enters."""
+    R = P.reader
     every, _ = read_benchmark(P.data.dataset, P.data.path)
     rest = every[~every.qid.isin(set(test.qid) | set(train.qid))]
-    extra = rest.sample(n=min(len(rest), max(0, P.reader.n_questions - len(train))), random_state=P.reader.seed)
-    out = pd.concat([train.assign(source="study train"), extra.assign(source="benchmark")], ignore_index=True)
-    out = out.head(P.reader.n_questions).reset_index(drop=True)
+    parts = [rest.sample(n=min(len(rest), R.n_questions), random_state=R.seed).assign(source="benchmark", set="tuned")]
+    if R.extra_questions:
+        extra, _ = read_benchmark(R.extra_dataset)
+        parts.append(extra.sample(n=min(len(extra), R.extra_questions), random_state=R.seed).assign(source=R.extra_dataset, set="tuned"))
+    if R.fair_budget:
+        parts.append(train.assign(source="study train", set="fair budget"))
+    out = pd.concat(parts, ignore_index=True)
     assert not set(out.qid) & set(test.qid), "a test question entered the reader's training set"
-    return out[["qid", "question", "answers", "gold_pids", "source"]]
+    return out[["qid", "question", "answers", "gold_pids", "source", "set"]]
+
+
+def training_examples(P: Params, lm: LM, questions: pd.DataFrame, passages: pd.DataFrame) -> list[reader.Example]:
+    """One example per training question (in ``questions`` order): the study's questions with their
+    dense top-k (:func:`dense_contexts`), an extra benchmark's with their gold among same-article
+    distractors; a share ``reader.p_no_gold`` of either without the gold passages."""
+    R, k = P.reader, P.rag.top_k
+    own = questions[questions.source != R.extra_dataset].drop_duplicates("qid")
+    gold = dict(zip(own.qid, own.gold_pids, strict=True))
+    contexts = reader.training_contexts(dense_contexts(P, own, passages), gold, k, R.p_no_gold, R.seed)
+    corpus = passages
+    extra = questions[questions.source == R.extra_dataset]
+    if len(extra):
+        _, extra_passages = read_benchmark(R.extra_dataset)
+        contexts |= reader.distractor_contexts(extra, extra_passages, k, R.p_no_gold, R.seed)
+        corpus = pd.concat([passages, extra_passages], ignore_index=True).drop_duplicates("pid")
+    store = PassageStore(corpus, lm, P.rag.max_passage_tokens)
+    return reader.reader_examples(lm, questions, contexts, store.__getitem__)
 
 
 def dense_contexts(P: Params, questions: pd.DataFrame, passages: pd.DataFrame) -> dict[str, list[str]]:
@@ -67,19 +95,15 @@ def run(P: Params) -> Result:
     lm = LM.from_params(P.models)
     store = PassageStore(passages, lm, P.rag.max_passage_tokens)
     questions = training_questions(P, train, test)
-    gold = dict(zip(questions.qid, questions.gold_pids, strict=True))
-    contexts = reader.training_contexts(dense_contexts(P, questions, passages), gold, P.rag.top_k, R.p_no_gold, R.seed)
-    examples = reader.reader_examples(lm, questions, contexts, store.__getitem__)
+    examples = training_examples(P, lm, questions, passages)
     questions["has_gold"] = [e.has_gold for e in examples]
-    sets = {"tuned": examples}
-    if R.fair_budget:
-        sets["fair budget"] = examples[: len(train)]  # the study's train questions only: the retriever-side methods' budget
+    sets = {name: [e for e, s in zip(examples, questions.set, strict=True) if s == name] for name in questions.set.unique()}
 
     test_contexts = {"no_retrieval": {}, "oracle": dict(zip(test.qid, test.gold_pids, strict=True)), "dense": top_pids(artifacts.DENSE.read(), P.rag.top_k)}
 
-    def answer_all(model: LM, name: str) -> pd.DataFrame:
+    def answer_all(model: LM, name: str, contexts: Sequence[str] = CONTEXTS) -> pd.DataFrame:
         return pd.concat(
-            [answer_questions(model, test, ctx, store, f"{name}:{c}", P.rag.max_new_tokens) for c, ctx in test_contexts.items()], ignore_index=True
+            [answer_questions(model, test, test_contexts[c], store, f"{name}:{c}", P.rag.max_new_tokens) for c in contexts], ignore_index=True
         ).assign(reader=name, context=lambda d: d.variant.str.split(":").str[1])
 
     answers = [answer_all(lm, "untuned")]
@@ -99,7 +123,7 @@ def run(P: Params) -> Result:
         reader.save_reader(model, lm.tokenizer, target.path)
         del model
         tuned = LM(str(target.path), lm.dtype, device=lm.device)
-        answers.append(answer_all(tuned, name))
+        answers.append(answer_all(tuned, name, CONTEXTS if name == "tuned" else FAIR_CONTEXTS))
         curves.append(curve.assign(reader=name))
         validity[f"{name.replace(' ', '_')}_heldout_loss"] = loss_gate(curve, P.rag.n_bootstrap, P.data.seed)
     answers = pd.concat(answers, ignore_index=True)
@@ -107,9 +131,9 @@ def run(P: Params) -> Result:
     by = {v: df for v, df in answers.groupby("variant", sort=False)}
     n_boot, seed, margin = P.rag.n_bootstrap, P.data.seed, P.rag.equivalence_margin
     tuned_vs_untuned = {
-        name: {c: paired_outcomes(by[f"{name}:{c}"], by[f"untuned:{c}"], n_boot, seed, margin) for c in CONTEXTS} for name in sets
+        name: {c: paired_outcomes(by[f"{name}:{c}"], by[f"untuned:{c}"], n_boot, seed, margin) for c in CONTEXTS if f"{name}:{c}" in by} for name in sets
     }
-    gaps = {name: reader.reading_gap(answers[answers.reader == name]) for name in ["untuned", *sets]}
+    gaps = {name: reader.reading_gap(answers[answers.reader == name]) for name in ("untuned", "tuned")}
     reading = {
         name: {
             "gap": with_verdict(paired_interval(gaps[name].to_numpy(), n_boot, seed), margin),
@@ -135,7 +159,7 @@ def run(P: Params) -> Result:
         {
             **summary,
             "training": {
-                "tune": R.tune, "questions": len(questions), "study_train_questions": int((questions.source == "study train").sum()),
+                "tune": R.tune, "questions": questions.groupby(["set", "source"]).size().unstack(fill_value=0).to_dict(orient="index"),
                 "shown_a_gold_passage": round(float(questions.has_gold.mean()), 4), "p_no_gold": R.p_no_gold, "sets": sizes,
                 "autocast": autocast,
             },

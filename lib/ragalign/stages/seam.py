@@ -86,7 +86,7 @@ def run(P: Params) -> Result:
         ctx = dict(zip(rows.qid, map(list, rows.context_pids), strict=True))
         answers.append(untuned[variant].assign(variant=f"untuned:{variant}"))
         answers.append(
-            answer_questions(tuned, test, ctx, store, f"tuned:{variant}", P.rag.max_new_tokens, context_texts=context_texts(ctx, _Lookup(text_of)))
+            answer_questions(tuned, test, ctx, store, f"tuned:{variant}", P.rag.max_new_tokens, context_texts=context_texts(ctx, text_of))
             .assign(reader="tuned")
         )
 
@@ -107,7 +107,7 @@ def run(P: Params) -> Result:
         ranking = rerank(selector, test, selector_candidates(dense, P.selector.top_n, pseudo), selector_text, COUPLED, desc="coupled selector", priors=dense)
         ctx = top_contexts(ranking, P.selector.top_k)
         answers.append(
-            answer_questions(tuned, test, ctx, store, f"tuned:{COUPLED}", P.rag.max_new_tokens, context_texts=context_texts(ctx, _Lookup(text_of))).assign(reader="tuned")
+            answer_questions(tuned, test, ctx, store, f"tuned:{COUPLED}", P.rag.max_new_tokens, context_texts=context_texts(ctx, text_of)).assign(reader="tuned")
         )
         best_u, best_t = best_gain_summary(labels_untuned), best_gain_summary(labels)
         both = best_u.merge(best_t, on="qid", suffixes=("_untuned", "_tuned"))
@@ -153,14 +153,3 @@ def interaction(by: dict[str, pd.DataFrame], variant: str, reference: str, n_boo
 
     d = (gl(f"tuned:{variant}") - gl(f"tuned:{reference}")) - (gl(f"untuned:{variant}") - gl(f"untuned:{reference}"))
     return paired_interval(d.dropna().to_numpy(), n_boot, seed)
-
-
-class _Lookup(dict):
-    """A mapping view of a pid -> text function (``context_texts`` indexes its argument)."""
-
-    def __init__(self, text_of):
-        super().__init__()
-        self._text_of = text_of
-
-    def __missing__(self, pid: str) -> str:
-        return self._text_of(pid)

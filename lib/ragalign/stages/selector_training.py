@@ -106,11 +106,9 @@ def run(P: Params) -> Result:
     lm = LM.from_params(P.models)
     store = PassageStore(passages, lm, P.rag.max_passage_tokens)
 
-    class _Texts(dict):  # pseudo-passages as generated, corpus passages as the store cuts them
-        def __missing__(self, pid):
-            return store[pid]
+    def gen_text(pid: str) -> str:  # pseudo-passages as generated, corpus passages as the store cuts them
+        return pseudo_text[pid] if pid in pseudo_text else store[pid]
 
-    gen_text = _Texts(pseudo_text)
     contexts = {name: top_contexts(r, P.selector.top_k) for name, r in rankings.items()}
     answers = pd.concat(
         [answer_questions(lm, test, ctx, store, name, P.rag.max_new_tokens, context_texts=context_texts(ctx, gen_text)) for name, ctx in contexts.items()],

@@ -7,7 +7,7 @@ At test time the selector reranks a question's top retrieved passages plus its p
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -86,9 +86,9 @@ def drop_pseudo(ranking: pd.DataFrame, method: str | None = None) -> pd.DataFram
     return out.reset_index(drop=True)
 
 
-def context_texts(contexts: dict[str, list[str]], text_of) -> dict[str, list[str]]:
-    """qid -> generator texts of its context pids (``text_of`` maps pid -> text, pseudo pids included)."""
-    return {qid: [text_of[p] for p in pids] for qid, pids in contexts.items()}
+def context_texts(contexts: dict[str, list[str]], text_of: Callable[[str], str]) -> dict[str, list[str]]:
+    """qid -> generator texts of its context pids (``text_of``: pid -> text, pseudo pids included)."""
+    return {qid: [text_of(p) for p in pids] for qid, pids in contexts.items()}
 
 
 def pseudo_selection_rate(ranking: pd.DataFrame, top_k: int = 1) -> float:
