@@ -213,7 +213,9 @@ def test_the_study_runs_on_the_other_benchmarks(tmp_path_factory, dataset, stage
     assert all(0 <= baselines[v]["f1"]["mean"] <= 1 for v in ("oracle", "dense"))
     if "08_reader_tuning" in stages:
         reader = json.loads((repo / "results/metrics/reader.json").read_text())
-        assert reader["training"]["questions"] > reader["training"]["study_train_questions"]  # the benchmark's other questions too
+        questions = reader["training"]["questions"]  # set -> source -> count
+        assert questions["tuned"]["benchmark"] > 0 and questions["tuned"].get("study train", 0) == 0  # the benchmark's other questions only
+        assert questions["fair budget"]["study train"] == yaml.safe_load((repo / "params.yaml").read_text())["data"]["n_train"]
         assert {"tuned:dense", "untuned:oracle"} <= set(reader)
     report = json.loads((repo / "reports/01_prepare_data.ipynb").read_text())
     assert dataset in "".join(report["cells"][1]["source"])  # the findings name the benchmark
