@@ -30,7 +30,8 @@ study: venv
 	$(PY) -m ragalign.core.cost --params params.yaml
 	@echo "[make] pulling the benchmarks (dvc pull)"
 	dvc pull --quiet data.dvc
-	@echo "[make] running the pipeline (dvc repro)"
+	@echo "[make] recording this machine's numerics (00_numerics), then running the pipeline (dvc repro)"
+	dvc repro --force --single-item 00_numerics
 	dvc repro
 
 test: venv

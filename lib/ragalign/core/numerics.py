@@ -168,6 +168,7 @@ def check_recorded(params, root: str | Path = ".") -> None:
         said = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in differ.items())
         raise NumericsMismatch(
             f"this machine resolves other numerics than {artifacts.NUMERICS.path} records ({said}); "
-            "run `dvc repro` (stage 00_numerics records this machine's and DVC re-runs the stages they change), "
+            "run `make study` or `dvc repro --force --single-item 00_numerics && dvc repro` (stage 00_numerics records this machine's "
+            "and DVC re-runs the stages they change), "
             "or set models.dtype / the bf16_autocast switches explicitly"
         )
