@@ -61,33 +61,97 @@ def test_keys_depend_on_every_part():
     assert make_key("m", {"a": 1, "b": 2}) == make_key("m", {"b": 2, "a": 1})
 
 
-def test_a_generator_given_by_path_is_keyed_by_its_weights(tmp_path, smol_tokenizer, tiny_model):
-    """Retrain a generator in place: the new weights must never be served the old weights' cached log-probs."""
-    import copy
-
-    import torch
-
-    from ragalign.core import models
+def _score(path, cache: str) -> tuple[str, float, int]:
+    """(key, log-prob of the first answer token, cache misses) through a new ``LM`` in this process."""
     from ragalign.core.lm import LM
 
-    tiny_model = copy.deepcopy(tiny_model)  # the fixture is shared by the session: retrain a copy
-    path, cache = tmp_path / "my-generator", str(tmp_path / "cache")
-    smol_tokenizer.save_pretrained(path)
+    lm = LM(str(path), "float32", cache_root=cache, show_progress=False)
+    value = lm.token_logprobs(["Who wrote Hamlet?"], ["Shakespeare"])[0][0]
+    return lm.signature[0], value, lm.cache.misses
 
-    def score() -> tuple[str, float]:
-        models.load_generator.cache_clear()  # a new stage process loads the model afresh
-        lm = LM(str(path), "float32", cache_root=cache, show_progress=False)
-        return lm.signature[0], lm.token_logprobs(["Who wrote Hamlet?"], ["Shakespeare"])[0][0]
 
-    tiny_model.save_pretrained(path, safe_serialization=True)
-    first_id, first = score()
-    assert score() == (first_id, first)  # same weights: the same key, served from the cache
+def _plain_transformers(path) -> float:
+    """The same log-prob straight from transformers, no cache, no memo."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="eager").eval()
+    prompt = tok.apply_chat_template([{"role": "user", "content": "Who wrote Hamlet?"}], tokenize=True, add_generation_prompt=True)
+    prompt = list(prompt["input_ids"] if hasattr(prompt, "keys") else prompt)
+    answer = tok("Shakespeare", add_special_tokens=False).input_ids
     with torch.no_grad():
-        for p in tiny_model.parameters():
-            p.add_(0.05)  # "retraining"
-    tiny_model.save_pretrained(path, safe_serialization=True)
-    second_id, second = score()
-    models.load_generator.cache_clear()
-    assert first_id.startswith(str(path) + "@") and second_id != first_id
-    assert second != first  # recomputed with the new weights, not the old cached value
-    assert models.weights_id("smollm2-135m-instruct") == "smollm2-135m-instruct"  # a packaged model: its pinned package
+        logits = model(torch.tensor([prompt + answer[:1]])).logits[0, len(prompt) - 1].float()
+    return torch.log_softmax(logits, -1)[answer[0]].item()
+
+
+@pytest.fixture
+def generator_dir(tmp_path, smol_tokenizer, tiny_model):
+    """A copy of the tiny generator saved as a local model directory (weights, config, tokenizer)."""
+    import copy
+
+    path = tmp_path / "my-generator"
+    smol_tokenizer.save_pretrained(path)
+    copy.deepcopy(tiny_model).save_pretrained(path, safe_serialization=True)
+    return path
+
+
+def test_a_generator_retrained_in_place_gets_its_new_weights_values(generator_dir, tmp_path):
+    """Retrain in place within one process, clearing nothing: the new weights' values, under a new key,
+    and a later process reading the cache gets them too (the stale-memo bug of issue 29)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    cache = str(tmp_path / "cache")
+    first_key, first, _ = _score(generator_dir, cache)
+    assert _score(generator_dir, cache)[:2] == (first_key, first)  # same files: same key, served from the cache
+    model = AutoModelForCausalLM.from_pretrained(generator_dir, dtype=torch.float32)
+    with torch.no_grad():
+        model.model.norm.weight.mul_(0.5)  # "retraining"
+    model.save_pretrained(generator_dir, safe_serialization=True)
+
+    second_key, second, misses = _score(generator_dir, cache)
+    truth = _plain_transformers(generator_dir)
+    assert second_key != first_key and misses == 1
+    assert second == pytest.approx(truth, abs=1e-5) and abs(second - first) > 1e-3
+    assert _score(generator_dir, str(tmp_path / "empty"))[1] == second  # what the cache holds is what the weights give
+
+
+def test_a_tokenizer_change_alone_is_a_cache_miss(generator_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    cache = str(tmp_path / "cache")
+    first_key, _, _ = _score(generator_dir, cache)
+    tok = AutoTokenizer.from_pretrained(generator_dir)
+    tok.chat_template = tok.chat_template.replace("<|im_start|>assistant", "<|im_start|>assistant ")
+    tok.save_pretrained(generator_dir)
+    key, _, misses = _score(generator_dir, cache)
+    assert key != first_key and misses == 1
+
+
+def test_the_content_id_reads_bytes_not_timestamps(generator_dir):
+    """A file rewritten with the same size and modification time still changes the id."""
+    import os
+
+    from ragalign.core import models
+
+    before = models.content_id(generator_dir)
+    config = generator_dir / "config.json"
+    stat, text = config.stat(), config.read_text()
+    assert '"hidden_act": "silu"' in text
+    config.write_text(text.replace('"hidden_act": "silu"', '"hidden_act": "gelu"'))
+    os.utime(config, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert config.stat().st_size == stat.st_size and models.content_id(generator_dir) != before
+
+
+def test_the_generator_key_names_dtype_device_and_library_versions(generator_dir, monkeypatch):
+    import transformers
+
+    from ragalign.core import models
+
+    key = models.generator_key(generator_dir, "float32", "cpu")
+    assert key != models.generator_key(generator_dir, "bfloat16", "cpu")
+    assert key != models.generator_key(generator_dir, "float32", "cuda")
+    assert key == models.generator_key(generator_dir, "float32", "cpu")
+    monkeypatch.setattr(transformers, "__version__", "0.0.0")
+    assert key != models.generator_key(generator_dir, "float32", "cpu")

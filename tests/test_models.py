@@ -27,11 +27,11 @@ def test_every_load_refuses_remote_code_and_pickles(monkeypatch):
 
     monkeypatch.setattr(transformers.AutoModel, "from_pretrained", fake)
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", fake)
-    models.load_generator.cache_clear()
+    models._load_generator.cache_clear()
     for load in (lambda: models.load_encoder("minilm-l6"), lambda: models.load_generator("smollm2-135m-instruct")):
         with pytest.raises(RuntimeError, match="stop"):
             load()
-    models.load_generator.cache_clear()
+    models._load_generator.cache_clear()
     assert len(seen) == 2
     assert all(k["trust_remote_code"] is False and k["use_safetensors"] is True for k in seen)
 
@@ -85,21 +85,21 @@ def test_every_model_load_goes_through_the_chosen_device(monkeypatch):
 
     monkeypatch.setattr(models, "to_device", spy)
     models.use_device("cpu")
-    models.load_generator.cache_clear()
+    models._load_generator.cache_clear()
     from ragalign.core.rerank import CrossEncoder
     from ragalign.core.retrieval import DenseEncoder
 
     DenseEncoder("minilm-l6", 32)
     CrossEncoder("minilm-l6", 32)
     models.load_generator("smollm2-135m-instruct", "bfloat16", "cpu")
-    models.load_generator.cache_clear()
+    models._load_generator.cache_clear()
     kinds = [k for k, _ in moved]
     assert kinds.count("BertModel") == 2 and "LlamaForCausalLM" in kinds
     assert {on for _, on in moved} == {"cpu"}
 
 
 def test_generator_uses_eager_attention():
-    _, model = models.load_generator("smollm2-135m-instruct", "bfloat16", "cpu")
+    model = models.load_generator("smollm2-135m-instruct", "bfloat16", "cpu").model
     assert model.config._attn_implementation == "eager"
 
 

@@ -2,7 +2,8 @@
 
 Only the positions that predict answer tokens go through the LM head (the vocabulary projection
 is the most expensive part of a short-answer forward). Scores and generations are cached on disk,
-keyed by the prompt, the answer and :attr:`LM.signature` (model weights, dtype, device, attention kernel).
+keyed by the prompt, the answer and :attr:`LM.signature` (``models.generator_key``: the content of the
+model's files, weights, config and tokenizer, its dtype, device kind, attention kernel and library versions).
 
 **Batch invariance.** A value never depends on what else was computed with it: every scored
 sequence goes through the model alone, unpadded, so the same prompt gives the same bits whatever else a
@@ -25,7 +26,7 @@ from tqdm import tqdm
 from transformers import DynamicCache
 
 from ragalign.core.cache import Cache, make_key
-from ragalign.core.models import GENERATOR_ATTENTION, load_generator, weights_id
+from ragalign.core.models import GENERATOR_ATTENTION, load_generator
 
 DECODE_ROWS = 8  # rows per decoding group of short prompts
 SHORT_PROMPT_TOKENS = 160  # prompts up to this length decode in groups
@@ -49,9 +50,11 @@ class LM:
         return cls(models.generator, models.resolved_dtype(), device=models.resolved_device(), **kwargs)
 
     def __post_init__(self) -> None:
-        self._injected, self._weights = self.model is not None, None  # an injected model (tests) is keyed by its name
         if self.model is None:
-            self.tokenizer, self.model = load_generator(self.name, self.dtype, self.device)
+            loaded = load_generator(self.name, self.dtype, self.device)
+            self.tokenizer, self.model, self._key = loaded.tokenizer, loaded.model, loaded.key
+        else:  # an injected model (tests) is keyed by its name
+            self._key = f"{self.name}|{self.dtype}|{self.device}|{GENERATOR_ATTENTION}"
         self.model.requires_grad_(False)  # the generator is only ever evaluated
         self.cache = Cache("lm", self.cache_root)
         # Cost accounting: what the calls *need* (cache hits included), so a resumed or
@@ -61,11 +64,9 @@ class LM:
 
     @property
     def signature(self) -> tuple:
-        """Everything a cached value depends on besides its inputs: the weights (a model given by path is
-        keyed by a hash of its safetensors, ``models.weights_id``), dtype, device, attention kernel."""
-        if self._weights is None:
-            self._weights = self.name if self._injected else weights_id(self.name)
-        return (self._weights, self.dtype, self.device, GENERATOR_ATTENTION)
+        """Everything a cached value depends on besides its inputs: the key the model object was loaded
+        by (``models.generator_key``), so a value is never stored under other weights' key."""
+        return (self._key,)
 
     # ---- tokenisation -------------------------------------------------------------------
     def prompt_ids(self, user: str) -> list[int]:

@@ -1,7 +1,7 @@
 """Offline model registry: short names for the packaged defaults, anything else is a hub id or path.
 
-Models and tokenizers load once per process (``functools.cache``); loading never runs remote
-code and only reads safetensors weights.
+A generator is loaded by the content of its files (:func:`load_generator`), which also keys every
+value computed with it; loading never runs remote code and only reads safetensors weights.
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ import functools
 import importlib.util
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
@@ -166,27 +168,30 @@ def _convert_gguf(name: str) -> Path:
     return target
 
 
-def weights_id(name: str) -> str:
-    """What identifies a generator's weights in a cache key: a packaged name stands for its pinned
-    package; any other name (a local path, a hub id) adds a hash of its safetensors bytes, so a
-    retrained model never gets the old weights' cached values."""
-    if name in GENERATOR_PACKAGES:
-        return name
-    files = sorted(Path(generator_path(name)).glob("*.safetensors"))
-    return f"{name}@{_digest(tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))}"
-
-
-@functools.cache
-def _digest(files: tuple[tuple[str, int, int], ...]) -> str:
-    """sha256 of the files' bytes (memoised per process on their path, size and modification time)."""
+def content_id(path: str | Path) -> str:
+    """sha256 of every file directly in a model directory, names and bytes: weights, config, tokenizer,
+    chat template. Read in full each time (no trust in modification times): a file rewritten in place
+    with the same size and timestamp still gets a new id."""
     import hashlib
 
     h = hashlib.sha256()
-    for path, _, _ in files:
-        with open(path, "rb") as fh:
+    for file in sorted(p for p in Path(path).iterdir() if p.is_file()):
+        h.update(file.name.encode() + b"\0")
+        with open(file, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 24), b""):
                 h.update(block)
-    return h.hexdigest()[:16]
+        h.update(b"\0")
+    return h.hexdigest()[:20]
+
+
+def generator_key(path: str | Path, dtype: str, on: str) -> str:
+    """Everything a generator's output depends on besides its input: the directory's content
+    (:func:`content_id`), dtype, device kind, attention kernel and the torch and transformers versions."""
+    import torch
+    import transformers
+
+    kind = on.split(":")[0]
+    return f"{content_id(path)}|{dtype}|{kind}|{GENERATOR_ATTENTION}|torch {torch.__version__}|transformers {transformers.__version__}"
 
 
 def generator_path(name: str) -> Path:
@@ -194,19 +199,39 @@ def generator_path(name: str) -> Path:
     return _convert_gguf(name) if name in GENERATOR_PACKAGES else resolve(name)
 
 
-@functools.cache
-def load_generator(name: str, dtype: str = "bfloat16", on: str = "cpu"):
-    """(tokenizer, causal LM) in eval mode on device ``on``, with eager attention, loaded once per process."""
+@dataclass(frozen=True)
+class Generator:
+    """A loaded generator and the key of everything that produced it (:func:`generator_key`)."""
+
+    key: str
+    tokenizer: Any
+    model: Any
+
+
+def load_generator(name: str, dtype: str = "bfloat16", on: str = "cpu") -> Generator:
+    """The generator ``name`` in eval mode on device ``on``, with eager attention.
+
+    Loaded by content, not by name: the files are hashed on every call and a model object is reused
+    only for the same key, so a generator retrained at the same path is loaded afresh, and a cached
+    value is never stored under the key of weights other than those that computed it.
+    """
+    path = generator_path(name)
+    return _load_generator(str(path), generator_key(path, dtype, on), dtype, on)
+
+
+@functools.lru_cache(maxsize=2)  # a few models per process; a retrained one replaces its old weights
+def _load_generator(path: str, key: str, dtype: str, on: str) -> Generator:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = generator_path(name)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), attn_implementation=GENERATOR_ATTENTION, **LOAD_KWARGS)
     model.eval()
-    return tokenizer, to_device(model, on)
+    if generator_key(path, dtype, on) != key:
+        raise RuntimeError(f"the generator's files in {path} changed while it was loading; load it again once they are written")
+    return Generator(key, tokenizer, to_device(model, on))
 
 
 @functools.cache

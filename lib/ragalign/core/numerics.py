@@ -142,7 +142,7 @@ def probe(params) -> float:
     from ragalign.core.models import load_generator
 
     n = resolve(params)
-    _, model = load_generator(params.models.generator, n.dtype, n.device)
+    model = load_generator(params.models.generator, n.dtype, n.device).model
     ids = torch.full((1, PROBE_TOKENS), 100, device=n.device)
     times = []
     with torch.no_grad():

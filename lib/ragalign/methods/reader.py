@@ -19,7 +19,7 @@ retriever what the generator needs, teach the generator to read the retriever's 
   the three on the same examples.
 
 The tuned generator is saved as safetensors with its tokenizer, so ``models.generator`` (or
-:class:`ragalign.core.lm.LM`) loads it by path; the LLM cache keys it by a hash of its weights.
+:class:`ragalign.core.lm.LM`) loads it by path; the LLM cache keys it by its files' content (``models.generator_key``).
 """
 
 from __future__ import annotations
