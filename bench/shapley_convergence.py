@@ -8,7 +8,7 @@ Each table file holds the values of every coalition of some games with the same 
 ``{"n": 10, "value": "prob", "model": "...", "games": [{"qid": "...", "values": [v_0, ..., v_{2^n-1}]}]}``
 (``values[mask]``, bit ``i`` of ``mask`` = document ``i``). Every estimator is then run by look-up,
 at every budget up to ``2^n`` (default 16, 24, 32, 48, 64, 96, 128, 256, 512), ``--repeats`` seeded
-times per game (``ragalign.audit.shapley.convergence``). Writes, per n, estimator and budget, the median
+times per game (``ragalign.audit.shapley_convergence.convergence``). Writes, per n, estimator and budget, the median
 and quartiles over games x repeats of the Spearman correlation with the exact Shapley values and of
 the normalised error ||phi_hat - phi|| / ||phi||, and the mean |efficiency gap|; the evaluations each
 estimator needs for a median Spearman >= 0.95; and a figure (median, interquartile band).
@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from ragalign.audit import shapley
+from ragalign.audit import shapley, shapley_convergence
 from ragalign.core import plots
 from ragalign.core.io import write_json
 from ragalign.core.numerics import host
@@ -56,13 +56,13 @@ def run(tables: list[dict], estimators: list[str], budgets: list[int], repeats: 
         n = int(t["n"])
         ok = [b for b in budgets if b <= 1 << n]
         for g in t["games"]:
-            curve = shapley.convergence(np.asarray(g["values"], dtype=float), n, estimators, ok, repeats, seed)
+            curve = shapley_convergence.convergence(np.asarray(g["values"], dtype=float), n, estimators, ok, repeats, seed)
             curves.append(curve.assign(n=n, qid=str(g["qid"])))
     return pd.concat(curves, ignore_index=True)
 
 
 def report(curve: pd.DataFrame, tables: list[dict], files: list[str], args: argparse.Namespace) -> dict:
-    summary = shapley.summarise(curve, by=("n", "estimator", "budget"))
+    summary = shapley_convergence.summarise(curve, by=("n", "estimator", "budget"))
     out: dict = {
         "config": {"tables": files, "estimators": args.estimators, "budgets": args.budgets, "repeats": args.repeats, "seed": args.seed,
                    "threshold": THRESHOLD, "value": sorted({str(t.get("value")) for t in tables}), "model": sorted({str(t.get("model")) for t in tables})},
@@ -76,7 +76,7 @@ def report(curve: pd.DataFrame, tables: list[dict], files: list[str], args: argp
             {"budget": int(r.budget), "runs": int(r.runs), **{c: round(float(getattr(r, c)), 6) for c in cols if c != "runs"}} for r in df.itertuples()
         ]
     for n, df in curve.groupby("n"):
-        out[f"evaluations_to_median_spearman_{THRESHOLD}"][str(n)] = shapley.evaluations_to_reach(df, THRESHOLD, stat="median")
+        out[f"evaluations_to_median_spearman_{THRESHOLD}"][str(n)] = shapley_convergence.evaluations_to_reach(df, THRESHOLD, stat="median")
     return out
 
 

@@ -10,6 +10,7 @@ import shapiq
 from shapiq.approximator import KernelSHAP
 
 from ragalign.audit import shapley as S
+from ragalign.audit import shapley_convergence as C
 
 REGRESSION = ["kernelshap", "leverageshap", "kernelshap:stratified=true", "leverageshap:stratified=false"]
 
@@ -173,7 +174,7 @@ def test_permutation_at_full_budget_within_tolerance(spec, name):
     k, v = GAMES[name]
     plan, phi = run(spec, v, k, 1 << k)
     assert len(plan.masks) == 1 << k and len(plan.permutations) > 100
-    assert S.accuracy(phi, S.exact_shapley(v, k))["normalised_error"] < 0.35
+    assert C.accuracy(phi, S.exact_shapley(v, k))["normalised_error"] < 0.35
     assert abs(S.efficiency_gap(phi, v, k)) < 1e-9
 
 
@@ -246,8 +247,8 @@ def test_accuracy_agrees_with_shapiq(ours, size_weights, name):
         err_mine = np.mean([relative_mse(p, exact) for p in mine])
         err_theirs = np.mean([relative_mse(p, exact) for p in theirs])
         assert err_mine < bound and err_mine <= 1.25 * err_theirs + 0.02, (budget, err_mine, err_theirs)
-        rho_mine = np.median([S.spearman(p, exact) for p in mine])
-        rho_theirs = np.median([S.spearman(p, exact) for p in theirs])
+        rho_mine = np.median([C.spearman(p, exact) for p in mine])
+        rho_theirs = np.median([C.spearman(p, exact) for p in theirs])
         assert rho_mine >= rho_theirs - 0.1, (budget, rho_mine, rho_theirs)
 
 
@@ -259,7 +260,7 @@ def test_accuracy_agrees_with_shapiq(ours, size_weights, name):
 def test_convergence_curve_summary_and_threshold():
     k, v = GAMES["redundancy"]
     specs = ["permutation", "pmcshap", "kernelshap", "leverageshap"]
-    curve = S.convergence(v, k, specs, budgets=[16, 64, 256], repeats=3, seed=0)
+    curve = C.convergence(v, k, specs, budgets=[16, 64, 256], repeats=3, seed=0)
     assert len(curve) == len(specs) * 3 * 3
     assert set(curve.columns) >= {"estimator", "budget", "repeat", "evaluations", "spearman", "normalised_error", "efficiency_gap"}
     assert (curve.evaluations <= curve.budget).all()
@@ -269,12 +270,12 @@ def test_convergence_curve_summary_and_threshold():
     full = curve[(curve.budget == 256) & curve.estimator.isin(["kernelshap", "leverageshap"])]
     assert full.normalised_error.max() < 1e-8 and (full.spearman > 0.999).all()
     # seeded per estimator: the same rows whatever else is compared
-    again = S.convergence(v, k, ["kernelshap"], budgets=[16, 64, 256], repeats=3, seed=0)
+    again = C.convergence(v, k, ["kernelshap"], budgets=[16, 64, 256], repeats=3, seed=0)
     np.testing.assert_array_equal(again.spearman, curve[curve.estimator == "kernelshap"].spearman)
 
-    summary = S.summarise(curve)
+    summary = C.summarise(curve)
     assert len(summary) == len(specs) * 3
     assert (summary.spearman_q25 <= summary.spearman_median).all() and (summary.spearman_median <= summary.spearman_q75).all()
-    reach = S.evaluations_to_reach(curve, 0.95)
+    reach = C.evaluations_to_reach(curve, 0.95)
     assert reach["kernelshap"] is not None and reach["kernelshap"] <= 256
-    assert S.evaluations_to_reach(curve, 1.01) == dict.fromkeys(specs)
+    assert C.evaluations_to_reach(curve, 1.01) == dict.fromkeys(specs)
