@@ -24,12 +24,12 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 venv: $(VENV)/.installed
 
 study: venv
-	@echo "[make] checking params.yaml"
+	@echo "[make] pulling the benchmarks (dvc pull)"
+	dvc pull --quiet data.dvc
+	@echo "[make] checking params.yaml (against the benchmark's size too)"
 	$(PY) -m ragalign.core.params check params.yaml
 	@echo "[make] what this machine will compute in, and how long a cold run takes here"
 	$(PY) -m ragalign.core.cost --params params.yaml
-	@echo "[make] pulling the benchmarks (dvc pull)"
-	dvc pull --quiet data.dvc
 	@echo "[make] recording this machine's numerics (00_numerics), then running the pipeline (dvc repro)"
 	dvc repro --force --single-item 00_numerics
 	dvc repro

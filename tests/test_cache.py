@@ -155,3 +155,31 @@ def test_the_generator_key_names_dtype_device_and_library_versions(generator_dir
     assert key == models.generator_key(generator_dir, "float32", "cpu")
     monkeypatch.setattr(transformers, "__version__", "0.0.0")
     assert key != models.generator_key(generator_dir, "float32", "cpu")
+
+
+def test_the_tally_counts_values_computed_and_values_a_warm_cache_served(tmp_path, monkeypatch):
+    """A stage is cold when nothing it read came from an earlier run: a value this process computed and
+    reads again is no hit; the same value read by a new process is."""
+    from ragalign.core import cache as C
+
+    monkeypatch.setattr(C, "_TALLY", {})
+    monkeypatch.setattr(C, "_WRITTEN", set())
+    monkeypatch.setenv(C.TALLY_ENV, str(tmp_path / "tally.json"))
+    keys = [make_key(i) for i in range(3)]
+    first = Cache("t", tmp_path)
+    first.map(keys[:2], [0, 1], lambda xs: xs)
+    first.map(keys, [0, 1, 2], lambda xs: xs)  # two read back from this process's own writes, one computed
+    assert C.tally() == {"t": {"hits": 0, "computed": 3}} and first.hits == 2
+    monkeypatch.setattr(C, "_WRITTEN", set())  # a new process, the same cache on disk
+    Cache("t", tmp_path).map(keys, [0, 1, 2], lambda xs: xs)
+    assert C.tally() == {"t": {"hits": 3, "computed": 3}}
+    import json
+
+    assert json.loads((tmp_path / "tally.json").read_text()) == C.tally()  # what the runner reads
+
+
+def test_a_stage_is_cold_only_when_no_value_came_from_the_cache():
+    from ragalign.runner import temperature
+
+    assert temperature({})["cold"] and temperature({"lm": {"hits": 0, "computed": 5}})["cold"]
+    assert not temperature({"lm": {"hits": 1, "computed": 5}, "gain": {"hits": 0, "computed": 2}})["cold"]

@@ -153,8 +153,10 @@ def test_one_training_step_lowers_the_contrastive_loss(tiny_encoder):
     assert math.isfinite(before.item()) and after < before.item()
 
 
-def test_train_retriever_returns_a_curve_and_keeps_the_best_epoch(tiny_encoder):
-    from ragalign.core.training import split_groups
+def test_train_retriever_returns_a_curve_and_follows_the_keep_rule(tiny_encoder):
+    """FiGRet is held to the keep rule like every learner: the kept weights are the best ones only where
+    they beat the start per held-out question, and their held-out losses are what ``curve.attrs`` records."""
+    from ragalign.core.training import HELDOUT, split_groups
 
     examples = TOY * 2
     curve = training.train_retriever(tiny_encoder, examples, TEXTS, epochs=2, lr=1e-3, batch_size=2, temperature=0.05, val_fraction=0.34, seed=0)
@@ -162,7 +164,11 @@ def test_train_retriever_returns_a_curve_and_keeps_the_best_epoch(tiny_encoder):
     assert len(val) == 3 and np.isfinite(val).all()
     assert (curve.split == "train").sum() == 2 * 2  # 4 train examples, batch 2, 2 epochs
     _, held_out = split_groups(examples, 0.34, 0)
-    assert training._eval_loss(tiny_encoder, held_out, TEXTS, 0.05, 32) == pytest.approx(val.min(), abs=1e-5)
+    held = curve.attrs[HELDOUT]
+    assert held["rule"] == "beats" and held["qid"] == [e.qid for e in held_out]
+    kept = curve[(curve.split == "val") & (curve.step == held["kept_step"])].loss.iloc[0]
+    assert np.mean(training._eval_losses(tiny_encoder, held_out, TEXTS, 0.05, 32)) == pytest.approx(kept, abs=1e-5)
+    assert held["kept"] == (held["best"] if held["kept_step"] else held["start"])
 
 
 

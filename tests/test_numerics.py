@@ -89,12 +89,17 @@ def test_the_estimate_scales_the_committed_run_by_the_probe(fake_cpu, tmp_path, 
     fake_cpu(ZEN5)
     timings = tmp_path / "results" / "timings"
     timings.mkdir(parents=True)
-    (timings / "03_rag_baselines.json").write_text(json.dumps({"stage": "03_rag_baselines", "wall_s": 1800}))
-    (timings / "10_rag_e_audit.json").write_text(json.dumps({"stage": "10_rag_e_audit", "wall_s": 1800}))
+    there = {"cpu": ZEN5["model"], "dtype": "bfloat16"}
+    for stage, wall, cold, machine in (("03_rag_baselines", 1800, True, there), ("10_rag_e_audit", 1800, True, there),
+                                       ("05_selector_training", 600, False, there), ("07_figret", 600, True, {"cpu": "Other", "dtype": "float32"})):
+        (timings / f"{stage}.json").write_text(json.dumps({"stage": stage, "wall_s": wall, "peak_rss_mib": 2048, "cold": cold, "host": machine}))
     artifacts.PROBE.write({"host": {"cpu": ZEN5}, "probe_s": 0.5, "numerics": {"dtype": "bfloat16"}}, tmp_path)
     monkeypatch.setattr(cost, "probe", lambda params: 1.5)  # three times slower here
     text = cost.estimate(validate({}), tmp_path)
-    assert "took 60 min on AMD EPYC (Zen 5)" in text and "about 180 min on this machine" in text
+    assert "03_rag_baselines:   90.0 min here (30.0 min cold there; peak 2.0 GiB)" in text
+    assert "05_selector_training: no cold figure yet (warm: some values came from the cache" in text
+    assert "07_figret: no cold figure yet (measured on Other" in text
+    assert "at least 180 min: 2 stage(s) without a cold figure (05_selector_training, 07_figret) are not counted" in text
 
 
 def test_another_resolution_makes_dvc_status_report_the_stages_stale(fake_cpu, tmp_path):
@@ -120,4 +125,4 @@ def test_another_resolution_makes_dvc_status_report_the_stages_stale(fake_cpu, t
     fake_cpu(AVX2 if recorded["dtype"] == "bfloat16" else ZEN5)  # a host that resolves the other dtype
     artifacts.NUMERICS.write(validate({}).numerics().record() | {"torch": recorded["torch"]}, repo)
     stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
-    assert stale() == set(stages) - {"00_numerics"} and len(stages) == 12  # every stage after 00, by name from dvc.yaml
+    assert stale() == set(stages) - {"00_numerics"} and len(stages) == 13  # every stage after 00, by name from dvc.yaml

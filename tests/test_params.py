@@ -50,6 +50,10 @@ def test_committed_params_are_valid_and_match_schema_defaults():
         ("models.dtype", "float16", ["models.dtype", "'bfloat16' or 'float32'"]),
         ("training.val_fraction", 1.0, ["training.val_fraction", "less than 1"]),
         ("data.extra_knob", 3, ["data.extra_knob", "unknown key"]),
+        ("training.prior_temperature", "fitted", ["training.prior_temperature", "'fit'", "valid number"]),
+        ("training.prior_temperature", 0, ["training.prior_temperature", "greater than 0"]),
+        ("curve.answer_sizes", [300], ["curve.answer_sizes [300] are not in curve.sizes"]),
+        ("curve.sizes", [2, 50], ["curve.sizes.0", "greater than or equal to 5"]),
     ],
 )
 def test_bad_values_name_key_value_and_allowed(key, value, expected):
@@ -96,3 +100,27 @@ def test_estimator_names_match_the_shapley_registry():
     assert sorted(SHAPLEY_ESTIMATORS) == sorted(ESTIMATORS)
     with pytest.raises(ParamsError, match="rag_e.estimator"):
         validate({"rag_e": {"estimator": "magic"}})
+
+
+def test_sizes_beyond_the_benchmark_name_the_key_and_the_largest_allowed_value():
+    from ragalign.core.params import size_problems
+
+    params = validate(defaults())  # 200 train + 100 test questions, 200 held out by the curve, at most 800 for a point
+    assert size_problems(params, 1578) == []
+    problems = size_problems(params, 1200)  # 900 outside the splits: the curve's 800 + 200 do not fit, the reader's 500 do
+    assert len(problems) == 1 and "curve.sizes asks for 800" in problems[0] and "largest allowed value: 700" in problems[0]
+    problems = size_problems(params, 600)
+    assert [p.split(" ")[0] for p in problems] == ["reader.n_questions", "curve.sizes"] and "largest allowed: 300" in problems[0]
+
+
+def test_check_command_refuses_a_curve_larger_than_the_benchmark(tmp_path):
+    from ragalign.core.params import main
+    from ragalign.smoke import write_benchmark
+
+    write_benchmark(tmp_path, "hotpotqa", n=40)
+    raw = with_change("curve.sizes", [50])
+    raw["data"] |= {"path": str(tmp_path / "data"), "n_train": 16, "n_test": 8}
+    raw["reader"]["n_questions"] = 10
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["check", str(path)]) == 1

@@ -102,3 +102,40 @@ def test_a_tuned_reader_is_kept_only_where_it_beats_its_start_and_loads_as_a_gen
     assert tuned.signature != start.signature
     lp = tuned.token_logprobs(["question number 99?"], ["Yes"])[0]
     assert sum(lp) > sum(start.token_logprobs(["question number 99?"], ["Yes"])[0])
+
+
+def test_a_reader_that_does_not_beat_its_start_is_restored_to_it(tiny_generator, smol_tokenizer, monkeypatch, tmp_path):
+    """The same run as above (its held-out loss falls), judged not to beat its start: the kept weights
+    must be the start's, bit for bit, though a later step had the lowest held-out loss."""
+    from ragalign.core import training
+    from ragalign.core.lm import LM
+
+    monkeypatch.setattr(training, "verdict", lambda interval: "not told apart (inconclusive)")
+    start = LM(tiny_generator, "float32", cache_root=str(tmp_path / "c"), show_progress=False)
+    target = (*start.answer_ids("Yes"), smol_tokenizer.eos_token_id)
+    examples = [reader.Example(f"q{i}", tuple(start.prompt_ids(f"question number {i}?")), target, True) for i in range(30)]
+    model, curve = reader.train_reader(tiny_generator, examples, tune="full", lr=3e-3, epochs=3, batch_size=4, val_fraction=0.2, seed=0, autocast=False)
+    held = curve.attrs[training.HELDOUT]
+    assert held["best_step"] > 0 and sum(held["best"]) < sum(held["start"])  # training did move it
+    assert held["kept_step"] == 0 and held["kept"] == held["start"]
+    initial = reader.load_trainable(tiny_generator, "full").state_dict()
+    assert all(torch.equal(v, initial[k]) for k, v in model.state_dict().items())
+
+
+def test_raft_p_is_drawn_within_each_training_set(monkeypatch):
+    """Toggling ``reader.fair_budget`` must not change which tuned questions lose their gold passages."""
+    from types import SimpleNamespace
+
+    from ragalign.stages import reader_tuning as stage
+
+    qids = [f"t{i}" for i in range(20)] + [f"f{i}" for i in range(10)]
+    questions = pd.DataFrame({"qid": qids, "question": "q", "answers": [["a"]] * 30, "gold_pids": [[f"g-{q}"] for q in qids],
+                              "source": "benchmark", "set": ["tuned"] * 20 + ["fair budget"] * 10})
+    monkeypatch.setattr(stage, "dense_contexts", lambda P, qs, passages: {q: [f"g-{q}", "x", "y", "z"] for q in qs.qid})
+    monkeypatch.setattr(stage, "PassageStore", lambda *a, **k: SimpleNamespace(__getitem__=lambda pid: pid))
+    monkeypatch.setattr(stage.reader, "reader_examples", lambda lm, qs, contexts, text: contexts)
+    P = validate({"reader": {"p_no_gold": 0.2, "extra_questions": 0}})
+    both = stage.training_examples(P, None, questions, None)
+    alone = stage.training_examples(P, None, questions[questions.set == "tuned"], None)
+    assert {q: both[q] for q in alone} == alone
+    assert sum(f"g-{q}" not in c for q, c in alone.items()) == 4  # 20% of the tuned questions, drawn among them

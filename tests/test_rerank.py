@@ -39,7 +39,7 @@ def test_training_learns_a_toy_relevance_task():
              ("How many legs has a spider?", "A spider has eight legs."), ("What colour is the sky?", "The sky is blue.")]
     noise = ["Bananas are yellow fruit.", "The stock market fell today.", "Chess is a board game."]
     groups = [Group(f"q{i}", q, (a, *noise), (1.0, 0.0, 0.0, 0.0)) for i, (q, a) in enumerate(facts)] * 2
-    budget = TrainingParams(epochs=3, lr=5e-5, batch_size=2, group_size=4, max_length=64, val_fraction=0.2, seed=0)
+    budget = TrainingParams(epochs=3, lr=5e-5, batch_size=2, group_size=4, max_length=64, val_fraction=0.2, seed=0, prior_temperature=0.05)  # dense fits these toy facts at its fitted temperature: nothing left to learn
     model, curve = train_reranker("minilm-l6", groups, budget, desc="toy")
     assert isinstance(model, CrossEncoder) and model.max_length == 64
     assert curve.epoch.max() == 3 and curve[curve.split == "train"].step.max() == 3 * 5  # 10 train groups, 2 a step
@@ -80,3 +80,29 @@ def test_untrained_reranker_reproduces_the_dense_ranking_exactly():
     computed = rerank(model, questions, candidates, texts, "reranker")  # prior from the frozen bi-encoder
     for qid in questions.qid:
         assert list(computed[computed.qid == qid].pid) == candidates[qid]
+
+
+def test_the_fitted_prior_temperature_minimises_the_priors_loss_and_keeps_its_order():
+    """``prior_temperature: fit`` picks the grid temperature with the lowest listwise KL of the dense prior
+    alone on the training groups (the held-out ones never count), and the untrained reranker still ranks as dense."""
+    import numpy as np
+    import torch
+
+    from ragalign.core.rerank import PRIOR_TEMPERATURES, fit_prior_temperature, kl_listwise_losses
+
+    facts = [("Where is the Eiffel Tower?", "The Eiffel Tower is in Paris."), ("Who wrote Hamlet?", "Hamlet was written by Shakespeare."),
+             ("What do bees make?", "Bees make honey."), ("What is the capital of Japan?", "Tokyo is the capital of Japan.")]
+    noise = ("Bananas are yellow fruit.", "Paris has many museums.", "Japan is an island country.")
+    groups = [Group(f"q{i}", q, (a, *noise), (1.0, 0.0, 0.0, 0.0)) for i, (q, a) in enumerate(facts)]
+    model = CrossEncoder("minilm-l6", 64, prior_max_length=64)
+    fitted = fit_prior_temperature(model, groups)
+    prior = torch.stack([model.prior([g.query] * 4, list(g.passages)) for g in groups]).double()
+    target = torch.tensor([g.target for g in groups], dtype=torch.float64)
+    losses = [kl_listwise_losses(prior / float(t), target).mean().item() for t in PRIOR_TEMPERATURES]
+    assert fitted == pytest.approx(PRIOR_TEMPERATURES[int(np.argmin(losses))], rel=1e-3)
+    assert min(losses) < kl_listwise_losses(prior / 0.05, target).mean().item()  # 0.05 is not the best fit here
+    budget = TrainingParams(epochs=1, lr=1e-9, batch_size=2, group_size=4, max_length=64, val_fraction=0.25, seed=0, prior_temperature="fit")
+    trained, _ = train_reranker("minilm-l6", groups, budget, desc="fit", prior_max_length=64)
+    assert trained.prior_temperature == fit_prior_temperature(model, split_groups(groups, 0.25, 0)[0])
+    scores = trained.score([facts[0][0]] * 4, list(groups[0].passages))
+    assert list(np.argsort(-scores)) == list(np.argsort(-prior[0].numpy()))  # still dense's order

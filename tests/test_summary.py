@@ -58,12 +58,14 @@ def test_readme_injection_round_trip(tmp_path):
 
 
 def test_timings_table_names_the_variants_each_stage_builds(tmp_path):
-    (tmp_path / "03_rag_baselines.json").write_text('{"stage": "03_rag_baselines", "wall_s": 300.0, "peak_rss_mib": 2048}')
-    (tmp_path / "05_selector_training.json").write_text('{"stage": "05_selector_training", "wall_s": 90.0, "peak_rss_mib": 1024}')
+    (tmp_path / "03_rag_baselines.json").write_text('{"stage": "03_rag_baselines", "wall_s": 300.0, "peak_rss_mib": 2048, "cold": true, "cache": {"lm": {"hits": 0, "computed": 9}}}')
+    (tmp_path / "05_selector_training.json").write_text('{"stage": "05_selector_training", "wall_s": 90.0, "peak_rss_mib": 1024, "cold": false, "cache": {"lm": {"hits": 1200, "computed": 3}}}')
+    (tmp_path / "07_figret.json").write_text('{"stage": "07_figret", "wall_s": 60.0, "peak_rss_mib": 1024}')
     lines = timings_table(tmp_path).splitlines()
-    assert lines[2].startswith("| 03_rag_baselines | no retrieval, oracle (gold passages), BM25 top-k, dense top-k, relevance reranker | 5.0 min | 2.0 GiB |")
-    assert "GainRAG, α = 0" in lines[3] and "| 1.5 min | 1.0 GiB |" in lines[3]
-    assert lines[-1] == "| **total** | | **6.5 min** | |"
+    assert lines[2].startswith("| 03_rag_baselines | no retrieval, oracle (gold passages), BM25 top-k, dense top-k, relevance reranker | 5.0 min | cold | 2.0 GiB |")
+    assert "GainRAG, α = 0" in lines[3] and "| 1.5 min | warm (1,200 values from the cache) | 1.0 GiB |" in lines[3]
+    assert "| 1.0 min | not recorded |" in lines[4]
+    assert lines[-1] == "| **total** | | **7.5 min** | not all cold | |"
 
 
 def test_headline_figure_marks_references_and_colours_verdicts(tmp_path):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from ragalign.core.cache import TALLY_ENV
 from ragalign.core.io import atomic_write_text
 from ragalign.core.numerics import NumericsMismatch, check_recorded
 from ragalign.core.params import ParamsError, load
@@ -79,6 +80,22 @@ def findings_first(nb: dict) -> dict:
     return nb
 
 
+def temperature(values: dict[str, dict[str, int]]) -> dict:
+    """Whether a stage ran cold: ``cache`` (per namespace, values read from the on-disk cache and values
+    computed, ``core.cache.tally``) and ``cold`` (True when none was read: its time is what computing
+    costs; False when some were, a warm time that :mod:`ragalign.core.cost` never scales)."""
+    hits = sum(v["hits"] for v in values.values())
+    return {"cache": values, "cold": hits == 0}
+
+
+def run_host(params) -> dict:
+    """The machine and numerics a stage time holds for: CPU model, kernel capability, native bf16, dtype, device."""
+    from ragalign.core.numerics import cpu, resolve
+
+    n, c = resolve(params), cpu()
+    return {"cpu": c.get("model"), "capability": c.get("capability"), "bf16_flags": c.get("bf16_flags"), "dtype": n.dtype, "device": n.device}
+
+
 def run_stage(stage: str, params_path: str = "params.yaml", root: str | Path = ".") -> Path:
     """Execute a stage notebook and return the path of its report."""
     import jupytext
@@ -100,6 +117,8 @@ def run_stage(stage: str, params_path: str = "params.yaml", root: str | Path = "
     start = time.time()
     slowest: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
+        tally_file = Path(tmp) / "cache_tally.json"
+        os.environ[TALLY_ENV] = str(tally_file)  # the kernel inherits it and reports its cache hits there
         src_nb = Path(tmp) / f"{stage}.ipynb"
         jupytext.write(jupytext.read(source), src_nb)
         out_nb = Path(tmp) / "executed.ipynb"
@@ -113,8 +132,11 @@ def run_stage(stage: str, params_path: str = "params.yaml", root: str | Path = "
                 slowest = cell_timings(executed)  # numbered as the report's cells (cell-NNN)
                 nb = strip_volatile(executed)
                 atomic_write_text(report, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+            values = json.loads(tally_file.read_text()) if tally_file.exists() else {}
+            os.environ.pop(TALLY_ENV, None)
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    timing = {"stage": stage, "wall_s": round(time.time() - start, 1), "peak_rss_mib": round(peak_mib), "slowest_cells": slowest}
+    timing = {"stage": stage, "wall_s": round(time.time() - start, 1), "peak_rss_mib": round(peak_mib), "slowest_cells": slowest,
+              **temperature(values), "host": run_host(params)}
     atomic_write_text(Path("results/timings") / f"{stage}.json", json.dumps(timing, indent=1, ensure_ascii=False) + "\n")
     print(f"[ragalign] {stage}: {timing['wall_s']} s, peak memory {timing['peak_rss_mib']} MiB -> {report}")
     for row in slowest:

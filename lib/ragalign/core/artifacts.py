@@ -181,6 +181,9 @@ AUDIT_METRICS = metrics("10_rag_e_audit", "rag_e", ("config", "variants"))
 HEADLINE = Artifact("results/summary/headline.md", "11_summary", "text", (), "the headline table")
 SUMMARY_METRICS = metrics("11_summary", "summary")
 
+# ---- 12 the relevance learning curve ------------------------------------------------------
+CURVE_METRICS = metrics("12_learning_curve", "curve", ("dense", "points", "answers"))
+
 # The answers tables, in the order the study's table lists their variants.
 ANSWER_TABLES = (BASELINE_ANSWERS, GAIN_ANSWERS, RADIO_ANSWERS, FIGRET_ANSWERS)
 # Every stage's metrics whose validity gates and build costs stage 11 collects, by name.

@@ -9,13 +9,33 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ragalign.core.io import atomic_write_text
 from ragalign.core.models import cache_dir
+
+TALLY_ENV = "RAGALIGN_CACHE_TALLY"  # the runner sets it: where this process writes its tally
+_TALLY: dict[str, dict[str, int]] = {}  # namespace -> {"hits", "computed"}: this process's cached values
+_WRITTEN: set[tuple[str, str]] = set()  # (namespace, key) this process computed: reading them back is no hit
+
+
+def tally() -> dict[str, dict[str, int]]:
+    """Values this process read from the cache that it had not computed itself (``hits``: a warm run)
+    and values it computed (``computed``), per namespace."""
+    return {ns: dict(counts) for ns, counts in sorted(_TALLY.items())}
+
+
+def _count(namespace: str, hits: int, computed: int) -> None:
+    counts = _TALLY.setdefault(namespace, {"hits": 0, "computed": 0})
+    counts["hits"] += hits
+    counts["computed"] += computed
+    if os.environ.get(TALLY_ENV):  # the stage's kernel reports to the runner that times it
+        atomic_write_text(os.environ[TALLY_ENV], json.dumps(tally(), sort_keys=True))
 
 
 def make_key(*parts: Any) -> str:
@@ -34,6 +54,7 @@ class Cache:
     def __init__(self, namespace: str, root: str | Path | None = None):
         root = Path(root) if root is not None else cache_dir()
         root.mkdir(parents=True, exist_ok=True)
+        self.namespace = namespace
         self.path = root / f"{namespace}.sqlite"
         self.hits = 0
         self.misses = 0
@@ -68,6 +89,17 @@ class Cache:
                     continue
         return found
 
+    def count(self, keys: Sequence[str], found: dict[str, Any], computed: int) -> None:
+        """Tally a lookup of ``keys``: ``hits``/``misses`` here (served from the cache / not), and for the
+        process (:func:`tally`) the values found that it had not computed itself and those ``computed``."""
+        self.hits += sum(k in found for k in keys)
+        self.misses += sum(k not in found for k in keys)
+        _count(self.namespace, self.warm(found), computed)
+
+    def warm(self, found: dict[str, Any]) -> int:
+        """How many of the values ``get_many`` found this process had not computed itself (true cache hits)."""
+        return sum((self.namespace, key) not in _WRITTEN for key in found)
+
     def put_many(self, items: dict[str, Any]) -> None:
         """Write entries in one transaction (all or nothing)."""
         rows = []
@@ -76,6 +108,7 @@ class Cache:
             rows.append((key, blob, _checksum(blob)))
         with self._conn:
             self._conn.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?, ?)", rows)
+        _WRITTEN.update((self.namespace, key) for key in items)
 
     def map(
         self,
@@ -88,13 +121,12 @@ class Cache:
         assert len(keys) == len(items)
         found = self.get_many(keys)
         todo = [i for i, key in enumerate(keys) if key not in found]
-        self.hits += len(keys) - len(todo)
-        self.misses += len(todo)
         # Deduplicate identical work (same key) before computing.
         unique: dict[str, int] = {}
         for i in todo:
             unique.setdefault(keys[i], i)
         order = list(unique.values())
+        self.count(keys, found, len(order))
         for start in range(0, len(order), chunk_size):
             chunk = order[start : start + chunk_size]
             values = compute([items[i] for i in chunk])

@@ -2,9 +2,11 @@
 
     python -m ragalign.core.cost [--params PATH]
 
-LLM forwards dominate the study, so the committed run's stage times, scaled by how long one
-forward of a typical prompt takes here against the committed machine (stage 00's probe,
-``artifacts.PROBE``), estimate a cold run here. It prints what the numerics resolve to first.
+LLM forwards dominate the study, so the committed run's *cold* stage times (the runner records per
+stage whether any value came from the LLM cache), scaled by how long one forward of a typical prompt
+takes here against the committed machine (stage 00's probe, ``artifacts.PROBE``), estimate a cold run
+here, stage by stage with its peak memory. A stage with no cold figure is named and left out of the
+total, which is then a lower bound. It prints what the numerics resolve to first.
 """
 
 from __future__ import annotations
@@ -17,24 +19,42 @@ from ragalign.core import artifacts
 from ragalign.core.numerics import PROBE_TOKENS, explain, probe, resolve
 
 
+def stage_times(root: str | Path = ".") -> list[dict]:
+    """Every stage's timing record (``results/timings/NN_stage.json``), in stage order."""
+    folder = Path(root, artifacts.PROBE.path).parent
+    return [json.loads(f.read_text()) for f in sorted(folder.glob("[0-9][0-9]_*.json"))]
+
+
 def estimate(params, root: str | Path = ".") -> str:
-    """A cold run's expected time here: the committed stages' wall time scaled by this host's probe."""
+    """A cold run's expected time here: each stage's *cold* wall time (no value served from the LLM cache,
+    measured on the probe's machine and numerics) scaled by this host's probe, one line per stage."""
     lines = [explain(params)]
     recorded = artifacts.PROBE.read(root) if artifacts.PROBE.exists(root) else None
-    stages = [json.loads(f.read_text()) for f in sorted(Path(root, artifacts.PROBE.path).parent.glob("*.json")) if f.name != Path(artifacts.PROBE.path).name]
-    total_min = sum(s.get("wall_s", 0) for s in stages) / 60
     here = probe(params)
-    if recorded is None or not total_min:
+    if recorded is None:
         lines.append(f"probe: {here:.2f} s per {PROBE_TOKENS}-token forward; no committed timings to scale")
         return "\n".join(lines)
-    there = recorded["probe_s"]
-    cpu_there = recorded["host"]["cpu"]["model"]
-    lines.append(
-        f"estimate: the committed run took {total_min:.0f} min on {cpu_there} ({recorded['numerics']['dtype']}, "
-        f"probe {there:.2f} s); the probe here takes {here:.2f} s ({resolve(params).dtype}), so a cold run of "
-        f"the committed params takes about {total_min * here / there:.0f} min on this machine "
-        "(LLM forwards dominate; a smaller study or a GPU cuts it)"
-    )
+    there, machine = recorded["probe_s"], recorded["host"]["cpu"]["model"]
+    dtype = recorded["numerics"]["dtype"]
+    scale = here / there
+    lines.append(f"probe: {here:.2f} s per {PROBE_TOKENS}-token forward here ({resolve(params).dtype}) vs {there:.2f} s on {machine} ({dtype}): x{scale:.2f}")
+    total, missing, peak = 0.0, [], 0
+    for t in stage_times(root):
+        same_host = t.get("host", {}).get("cpu") == machine and t.get("host", {}).get("dtype") == dtype
+        peak = max(peak, t.get("peak_rss_mib", 0))
+        memory = f"peak {t.get('peak_rss_mib', 0) / 1024:.1f} GiB"
+        if t.get("cold") and same_host:
+            minutes = t["wall_s"] / 60 * scale
+            total += minutes
+            lines.append(f"  {t['stage']}: {minutes:6.1f} min here ({t['wall_s'] / 60:.1f} min cold there; {memory})")
+        else:
+            why = "warm: some values came from the cache" if "cold" in t else "not recorded as cold or warm"
+            why = why if same_host else f"measured on {t.get('host', {}).get('cpu', 'an unrecorded machine')}"
+            missing.append(t["stage"])
+            lines.append(f"  {t['stage']}: no cold figure yet ({why}; {t['wall_s'] / 60:.1f} min, {memory})")
+    bound = f"at least {total:.0f} min: {len(missing)} stage(s) without a cold figure ({', '.join(missing)}) are not counted" if missing else f"about {total:.0f} min"
+    lines.append(f"estimate: a cold run of the committed params takes {bound} on this machine; peak memory {peak / 1024:.1f} GiB "
+                 "(LLM forwards dominate; a smaller study or a GPU cuts it: README, 'What it costs')")
     return "\n".join(lines)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -72,12 +72,14 @@ class TrainingParams(Section):
     """The one training budget every reranker and retriever in the study gets."""
 
     epochs: int = Field(2, ge=1)
-    lr: float = Field(3e-4, gt=0)
+    lr: float = Field(5e-5, gt=0)
     batch_size: int = Field(4, ge=1, description="question groups per optimiser step")
     group_size: int = Field(6, ge=2, description="passages per question group")
     max_length: int = Field(160, ge=16, description="cross-encoder input tokens (question + passage)")
     val_fraction: float = Field(0.2, gt=0, lt=1)
-    prior_temperature: float = Field(0.05, gt=0, description="rerankers score dense cosine / prior_temperature + a learned correction (0 at start)")
+    prior_temperature: Annotated[float, Field(gt=0)] | Literal["fit"] = Field(
+        "fit", description="rerankers score dense cosine / prior_temperature + a learned correction (0 at start); fit: the temperature at which the prior best fits the training targets"
+    )
     bf16_autocast: Bf16Switch = Field("auto", description="reranker training forwards/backwards in bf16 autocast (auto: where bf16 is native; bench/train_precision.py)")
     seed: int = 7
 
@@ -115,6 +117,23 @@ class FigretParams(Section):
     n_negatives: int = Field(2, ge=1, description="hard negatives (or negative sets) per example")
     pool_k: int = Field(10, ge=1, description="test pool for per-round curves and ablations: union of the stage-02 dense top pool_k")
     ablations: bool = Field(True, description="train the one-round ablations (shuffled order, one objective at a time)")
+
+
+class CurveParams(Section):
+    """Stage 12: the relevance reranker trained on more and more benchmark questions (the control that must learn)."""
+
+    sizes: list[Annotated[int, Field(ge=5)]] = Field([50, 100, 200, 400, 800], min_length=1, description="training questions per point (nested sets)")
+    eval_questions: int = Field(200, ge=2, description="held-out questions every point is ranked on (the same for every point)")
+    answer_sizes: list[int] = Field([400, 800], description="points whose rerankers also answer the test questions (a subset of sizes)")
+    reference: bool = Field(True, description="also train sentence-transformers' bi-encoder on the same groups (core.reference_training)")
+    seed: int = 5
+
+    @model_validator(mode="after")
+    def _answer_sizes_are_points(self) -> CurveParams:
+        extra = sorted(set(self.answer_sizes) - set(self.sizes))
+        if extra:
+            raise ValueError(f"curve.answer_sizes {extra} are not in curve.sizes {self.sizes}")
+        return self
 
 
 class ReaderParams(Section):
@@ -180,6 +199,7 @@ class Params(BaseModel):
     figret: FigretParams = FigretParams()
     reader: ReaderParams = ReaderParams()
     rag_e: RagEParams = RagEParams()
+    curve: CurveParams = CurveParams()
 
     def numerics(self):
         """The device, dtype and autocast switches these params resolve to on this machine (``core.numerics``)."""
@@ -277,6 +297,23 @@ def from_namespace(namespace: dict[str, Any]) -> Params:
     return params
 
 
+def size_problems(params: Params, available: int) -> list[str]:
+    """What asks for more of the benchmark's ``available`` questions than it has: each problem names the
+    key and the largest value allowed."""
+    d, c = params.data, params.curve
+    rest = available - d.n_train - d.n_test
+    problems = []
+    if rest < 0:
+        problems.append(f"data.n_train + data.n_test = {d.n_train + d.n_test} exceeds the {available} questions of {d.dataset} (largest allowed sum: {available})")
+    if params.reader.n_questions > rest:
+        problems.append(f"reader.n_questions = {params.reader.n_questions} exceeds the {max(rest, 0)} questions outside the study's splits (largest allowed: {max(rest, 0)})")
+    if max(c.sizes) > rest - c.eval_questions:
+        largest = max(rest - c.eval_questions, 0)
+        problems.append(f"curve.sizes asks for {max(c.sizes)} training questions; {available} questions less the study's {d.n_train + d.n_test} "
+                        f"and curve.eval_questions = {c.eval_questions} leave {largest} (largest allowed value: {largest})")
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] != "check" or len(argv) > 2:
@@ -288,8 +325,18 @@ def main(argv: list[str] | None = None) -> int:
     except ParamsError as err:
         print(f"{path}: {err}", file=sys.stderr)
         return 1
+    from ragalign.core.data import DataError, read_benchmark
     from ragalign.core.numerics import explain
 
+    try:
+        available = len(read_benchmark(params.data.dataset, params.data.path)[0])
+    except DataError as err:  # not pulled yet: sizes are checked again when stage 01 reads the benchmark
+        print(f"{path}: sizes not checked against the benchmark ({err})")
+    else:
+        problems = size_problems(params, available)
+        if problems:
+            print(f"{path}: invalid params:\n" + "\n".join(f"  {p}" for p in problems), file=sys.stderr)
+            return 1
     print(f"{path}: ok")
     print(explain(params))
     return 0

@@ -96,3 +96,19 @@ def annotate_points(ax: plt.Axes, table: pd.DataFrame, x: str, y: str) -> None:
     """Label each point of a scatter plot with its row's index."""
     for name, row in table.iterrows():
         ax.annotate(name, (row[x], row[y]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+
+
+def learning_curve(points: pd.DataFrame, metric: str, ylabel: str, title: str, path: str | Path) -> plt.Figure:
+    """Paired differences against a baseline (``points[metric]``: mean, lo, hi) over training questions ``n``,
+    one line per ``trainer``, with their 95% intervals as bands and 0 (the baseline) drawn; saved."""
+    rows = pd.DataFrame([{"trainer": r.trainer, "n": r.n, **{k: getattr(r, metric)[k] for k in ("mean", "lo", "hi")}} for r in points.itertuples()])
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for color, (trainer, part) in zip(sns.color_palette(PALETTE), rows.groupby("trainer", sort=True), strict=False):
+        part = part.sort_values("n")
+        ax.plot(part.n, part["mean"], marker="o", color=color, label=trainer)
+        ax.fill_between(part.n, part.lo, part.hi, color=color, alpha=0.2)
+    ax.axhline(0, color="0.3", lw=1, ls="--")
+    ax.set(xscale="log", xticks=sorted(rows.n.unique()), xticklabels=sorted(rows.n.unique()), xlabel="training questions", ylabel=ylabel, title=title)
+    ax.legend(title="trainer")
+    save(fig, path)
+    return fig

@@ -21,6 +21,7 @@ gate's own scale (the study sets one only for the gold-answer log-prob, ``rag.eq
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 import pandas as pd
@@ -169,13 +170,16 @@ GATE_LABELS = {
     "reader.tuned_heldout_loss": "reader tuning lowered the held-out answer loss below the untuned generator's",
     "reader.fair_budget_heldout_loss": "reader tuning on the fair budget lowered the held-out answer loss",
     "seam.coupled_selector_heldout_loss": "the coupled GainRAG selector's training (tuned-reader labels) lowered its held-out KL",
+    "seam.coupled_selector_vs_dense_ranking": "the coupled GainRAG selector ranks gold passages better than dense, its start (reciprocal rank, test)",
 }
 
 
 def gate_text(name: str, gate: Mapping) -> str:
     """A gate (``<metrics name>.<gate>``) in words, with its verdict: 'the relevance reranker ...: did not move'."""
     word = gate.get("verdict")
-    return GATE_LABELS.get(name, name) + (f": {label(word)}" if word else "")
+    round_ = re.fullmatch(r"figret\.retriever_heldout_loss_round_(\d+)", name)
+    text = f"FiGRet's round-{round_.group(1)} retriever training lowered its held-out loss" if round_ else GATE_LABELS.get(name, name)
+    return text + (f": {label(word)}" if word else "")
 
 
 def describe_failures(gates: Mapping[str, Mapping], stage: str) -> str:

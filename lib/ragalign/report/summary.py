@@ -197,14 +197,23 @@ def timings_table(folder: str | Path = "results/timings") -> str:
         builds.setdefault(stage, []).append(name)
     builds.setdefault("10_rag_e_audit", []).append("(audit of seven variants)")
     builds.setdefault("11_summary", []).append("(this table)")
-    rows = [json.loads(f.read_text()) for f in sorted(Path(folder).glob("*.json")) if f.stem not in ("00_numerics", "11_summary", "probe")]  # 11 is running now; 00 and its probe run on every repro (seconds)
-    lines = ["| stage | builds | wall time | peak memory |", "|---|---|---:|---:|"]
+    rows = [json.loads(f.read_text()) for f in sorted(Path(folder).glob("*.json")) if f.stem not in ("00_numerics", "11_summary", "probe")]  # 11 is running now; 00 and its probe are re-run by `make study` before every repro (seconds)
+    lines = ["| stage | builds | wall time | cold? | peak memory |", "|---|---|---:|---|---:|"]
     lines += [
-        f"| {r['stage']} | {', '.join(builds.get(r['stage'], [])) or '–'} | {r['wall_s'] / 60:.1f} min | {r['peak_rss_mib'] / 1024:.1f} GiB |"
+        f"| {r['stage']} | {', '.join(builds.get(r['stage'], [])) or '–'} | {r['wall_s'] / 60:.1f} min | {temperature_word(r)} | {r['peak_rss_mib'] / 1024:.1f} GiB |"
         for r in rows
     ]
     total = sum(r["wall_s"] for r in rows)
-    return "\n".join(lines) + f"\n| **total** | | **{total / 60:.1f} min** | |\n"
+    cold = all(r.get("cold") for r in rows)
+    return "\n".join(lines) + f"\n| **total** | | **{total / 60:.1f} min** | {'cold' if cold else 'not all cold'} | |\n"
+
+
+def temperature_word(timing: dict) -> str:
+    """``cold`` (no value from the LLM cache), ``warm (N values from the cache)``, or ``not recorded`` (older runs)."""
+    if "cold" not in timing:
+        return "not recorded"
+    hits = sum(v["hits"] for v in timing.get("cache", {}).values())
+    return "cold" if timing["cold"] else f"warm ({hits:,} values from the cache)"
 
 
 # Which stage built each variant, and the name it carries in the study's table.

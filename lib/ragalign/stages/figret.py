@@ -14,7 +14,7 @@ from ragalign.core.params import Params
 from ragalign.core.rag import PassageStore, answer_questions, build_cost, summarise
 from ragalign.core.retrieval import DenseEncoder, corpus_strings, dense_search, retrieval_quality, to_ranking, top_pids
 from ragalign.core.seed import seed_everything
-from ragalign.core.validity import chance_gate, ranker_gate
+from ragalign.core.validity import chance_gate, loss_gate, ranker_gate
 from ragalign.core.verdicts import paired_outcomes
 from ragalign.methods.figret.examples import examples_table
 from ragalign.methods.figret.judge import judge_auc, judge_auc_interval
@@ -119,6 +119,8 @@ def run(P: Params) -> Result:
         "retriever_vs_dense_ranking": ranker_gate(ranking, dense[dense.qid.isin(test.qid)], test, n_boot=n_boot, seed=seed),
         "judge_relevance_vs_chance": chance_gate(auc_interval["relevance"]),
         "judge_purity_vs_chance": chance_gate(auc_interval["purity"]),
+        # each round's retriever against the weights it started from, on its held-out examples (the keep rule)
+        **{f"retriever_heldout_loss_round_{rd.round}": loss_gate(rd.curve, n_boot, seed) for rd in rounds if rd.curve is not None},
     }
 
     if F.ablations:  # one round from the stage-02 weights on the round-1 examples, in the test pool

@@ -65,11 +65,15 @@ def training_questions(P: Params, train: pd.DataFrame, test: pd.DataFrame) -> pd
 def training_examples(P: Params, lm: LM, questions: pd.DataFrame, passages: pd.DataFrame) -> list[reader.Example]:
     """One example per training question (in ``questions`` order): the study's questions with their
     dense top-k (:func:`dense_contexts`), an extra benchmark's with their gold among same-article
-    distractors; a share ``reader.p_no_gold`` of either without the gold passages."""
+    distractors; a share ``reader.p_no_gold`` of either without the gold passages, drawn within each
+    ``set``, so the tuned reader's examples are the same with or without ``reader.fair_budget``."""
     R, k = P.reader, P.rag.top_k
     own = questions[questions.source != R.extra_dataset].drop_duplicates("qid")
     gold = dict(zip(own.qid, own.gold_pids, strict=True))
-    contexts = reader.training_contexts(dense_contexts(P, own, passages), gold, k, R.p_no_gold, R.seed)
+    ranked = dense_contexts(P, own, passages)
+    contexts: dict[str, list[str]] = {}
+    for _, part in own.groupby("set", sort=True):  # RAFT's P drawn within each set: one set's draw never depends on another's
+        contexts |= reader.training_contexts({q: ranked[q] for q in part.qid}, gold, k, R.p_no_gold, R.seed)
     corpus = passages
     extra = questions[questions.source == R.extra_dataset]
     if len(extra):

@@ -17,11 +17,17 @@ from ragalign.core.rag import PassageStore, answer_questions, summarise
 from ragalign.core.rerank import rerank, train_reranker
 from ragalign.core.retrieval import passage_texts
 from ragalign.core.seed import seed_everything
-from ragalign.core.validity import loss_gate
+from ragalign.core.validity import loss_gate, ranker_gate
 from ragalign.core.verdicts import paired_outcomes, with_verdict
 from ragalign.methods.gainrag.labels import best_gain_summary, build_pairs, label_table, planned_cost, score_pairs
 from ragalign.methods.gainrag.pseudo import is_pseudo, pseudo_texts
-from ragalign.methods.gainrag.selector import context_texts, selector_candidates, selector_groups, top_contexts
+from ragalign.methods.gainrag.selector import (
+    context_texts,
+    drop_pseudo,
+    selector_candidates,
+    selector_groups,
+    top_contexts,
+)
 
 # The retriever-side variants of the 2 x N table: (variant, the answers table holding its test contexts).
 RETRIEVERS = (
@@ -118,6 +124,7 @@ def run(P: Params) -> Result:
         }
         coupled["label_mean"] = {"untuned_teacher": round(float(labels_untuned.label.mean()), 4), "tuned_teacher": round(float(labels.label.mean()), 4)}
         validity["coupled_selector_heldout_loss"] = loss_gate(curve, P.rag.n_bootstrap, P.data.seed)
+        validity["coupled_selector_vs_dense_ranking"] = ranker_gate(drop_pseudo(ranking), dense[dense.qid.isin(set(test.qid))], test, n_boot=P.rag.n_bootstrap, seed=P.data.seed)
         artifacts.COUPLED_LABELS.write(labels.drop(columns=["kind"]))
         artifacts.COUPLED_RANKINGS.write(ranking)
 

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from ragalign.core.retrieval import DenseEncoder, dense_search, to_ranking
-from ragalign.core.training import batched_mean, fit
+from ragalign.core.training import batched_values, fit
 from ragalign.methods.figret.examples import Example, curriculum_order
 
 
@@ -26,7 +26,14 @@ def set_infonce(sim: torch.Tensor, sets: Sequence[Sequence[int]], temperature: f
 def batch_loss(
     encoder: DenseEncoder, batch: Sequence[Example], texts: dict[str, str], temperature: float
 ) -> torch.Tensor:
-    """Mean set-level InfoNCE: each example's positive against its negatives and the sets of the
+    """Mean set-level InfoNCE of a batch (:func:`batch_losses`)."""
+    return batch_losses(encoder, batch, texts, temperature).mean()
+
+
+def batch_losses(
+    encoder: DenseEncoder, batch: Sequence[Example], texts: dict[str, str], temperature: float
+) -> torch.Tensor:
+    """Each example's set-level InfoNCE: its positive against its negatives and the sets of the
     other questions in the batch (sets of the same question are never in-batch negatives)."""
     qids = sorted({e.qid for e in batch})
     queries = {e.qid: e.query for e in batch}
@@ -43,18 +50,20 @@ def batch_loss(
         ]
         sets = [[col[p] for p in s] for s in own + others]
         losses.append(set_infonce(sim[qids.index(e.qid)], sets, temperature))
-    return torch.stack(losses).mean()
+    return torch.stack(losses)
 
 
-def _eval_loss(
+def _eval_losses(
     encoder: DenseEncoder, examples: Sequence[Example], texts: dict[str, str], temperature: float, batch_size: int = 32
-) -> float:
-    """Mean held-out loss, the examples in curriculum order (so the in-batch negatives are reproducible)."""
+) -> list[float]:
+    """Each held-out example's loss (in ``examples`` order), batched in curriculum order so the in-batch
+    negatives are reproducible."""
     encoder.model.eval()
+    order = curriculum_order(examples)
     with torch.no_grad():
-        return batched_mean(
-            lambda batch: batch_loss(encoder, batch, texts, temperature), curriculum_order(examples), batch_size
-        )
+        values = batched_values(lambda batch: batch_losses(encoder, batch, texts, temperature), order, batch_size)
+    by_position = {id(e): v for e, v in zip(order, values, strict=True)}
+    return [by_position[id(e)] for e in examples]
 
 
 def train_retriever(
@@ -77,13 +86,16 @@ def train_retriever(
 
     Each epoch walks the examples in curriculum order (``dual``) or a fresh seeded shuffle
     (``shuffled``), ``batch_size`` consecutive examples per step. A seeded share of questions is
-    held out; the weights of the epoch with the lowest held-out loss are kept (the initial model counts).
+    held out; like every learner of the study it keeps the weights with the lowest held-out loss only
+    where they beat its start per held-out question, and is restored to its start otherwise
+    (``fit``'s keep rule; the per-example losses in ``curve.attrs[training.HELDOUT]``).
     """
     return fit(
         encoder.model,
         examples,
         lambda batch: batch_loss(encoder, batch, texts, temperature),
-        lambda held_out: _eval_loss(encoder, held_out, texts, temperature),
+        None,  # the held-out loss: the mean of item_losses
+        item_losses=lambda held_out: _eval_losses(encoder, held_out, texts, temperature),
         epochs=epochs,
         lr=lr,
         batch_size=batch_size,

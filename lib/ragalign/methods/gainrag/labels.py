@@ -116,6 +116,7 @@ def score_pairs(
         if k not in found and k not in seen:
             seen.add(k)
             todo.append(i)
+    cache.count(keys, found, len(todo))
     chunks = _chunks(pairs, todo, chunk_pairs)
     for n, chunk in enumerate(chunks, start=1):
         if desc and lm.show_progress:

@@ -1,0 +1,161 @@
+"""Stage 12: the relevance reranker's learning curve, the control that must learn.
+
+Relevance labels on HotpotQA are free (the supporting facts), so the relevance reranker can train on
+as many benchmark questions as lie outside the study's splits. A seeded order of those questions
+gives ``curve.eval_questions`` held-out questions, ranked at every point, and nested training sets of
+``curve.sizes`` questions. Each point trains the reranker with the study's trainer
+(``rerank.train_reranker``: its keep rule included) and, with ``curve.reference``, sentence-transformers'
+bi-encoder on the same groups (``core.reference_training``); both rank the held-out questions' dense
+candidates, paired per question with dense (reciprocal rank of the first gold passage, gold first).
+At ``curve.answer_sizes`` the project's reranker also answers the study's test questions with its
+top ``rag.top_k``, paired with dense top-k on the gold-answer log-prob. Points are cached on disk
+(``.cache/ragalign/curve.sqlite``), keyed by everything that produced them: an interrupted stage resumes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ragalign.core import artifacts
+from ragalign.core.cache import Cache, make_key
+from ragalign.core.data import load_passages, load_questions, read_benchmark
+from ragalign.core.lm import LM
+from ragalign.core.metrics import paired_difference, paired_interval, reciprocal_rank
+from ragalign.core.models import content_id, resolve
+from ragalign.core.params import Params
+from ragalign.core.rag import PassageStore, answer_questions
+from ragalign.core.reference_training import rescore, train_reference
+from ragalign.core.rerank import relevance_groups, rerank, train_reranker
+from ragalign.core.retrieval import DenseEncoder, dense_search, passage_texts, to_ranking, top_pids
+from ragalign.core.seed import seed_everything
+from ragalign.core.verdicts import with_verdict
+
+TRAINERS = {"project": "the study's trainer (core.training.fit)", "reference": "sentence-transformers (MNRL bi-encoder)"}
+
+
+@dataclass
+class Result:
+    points: pd.DataFrame  # trainer, n, mrr, gold_at_1 (paired with dense: mean, lo, hi, verdict), prior_temperature, kept
+    dense: dict  # the held-out questions' dense ranking: mrr, gold_at_1, headroom
+    answers: dict  # "project@n" -> gold-answer log-prob, paired with dense top-k on the test questions
+    metrics: dict  # results/metrics/curve.json
+
+
+def curve_questions(P: Params, study: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(held-out, training pool): the benchmark's questions outside the study's splits in a seeded order;
+    the first ``curve.eval_questions`` are held out, the training sets are prefixes of the rest."""
+    every, _ = read_benchmark(P.data.dataset, P.data.path)
+    rest = every[~every.qid.isin(set(study.qid))].sample(frac=1.0, random_state=P.curve.seed).reset_index(drop=True)
+    for col in ("answers", "gold_pids"):
+        rest[col] = rest[col].map(list)
+    return rest.iloc[: P.curve.eval_questions].reset_index(drop=True), rest.iloc[P.curve.eval_questions :].reset_index(drop=True)
+
+
+def largest_size(P: Params, available: int) -> int:
+    """The most training questions a point can have: the benchmark's questions outside the study's
+    splits and the held-out questions."""
+    return available - P.data.n_train - P.data.n_test - P.curve.eval_questions
+
+
+def dense_ranking(P: Params, questions: pd.DataFrame, passages: pd.DataFrame) -> pd.DataFrame:
+    """Dense top ``retrieval.k`` of ``questions`` over stage 02's corpus embeddings (its encoder and numerics)."""
+    encoder = DenseEncoder(P.models.encoder, P.retrieval.max_length, autocast=P.numerics().retrieval_autocast)
+    idx, scores = dense_search(artifacts.PASSAGE_EMB.read(), encoder.embed(questions.question.tolist(), P.retrieval.encode_batch_size), P.retrieval.k)
+    return to_ranking(questions.qid, idx, scores, passages.pid, "dense")
+
+
+def per_question(ranking: pd.DataFrame, questions: pd.DataFrame) -> dict[str, list[float]]:
+    """Each question's reciprocal rank of its first gold passage and whether a gold passage is first."""
+    ranked = top_pids(ranking)
+    rr = [reciprocal_rank(ranked[q], g) for q, g in zip(questions.qid, questions.gold_pids, strict=True)]
+    return {"rr": rr, "gold_at_1": [float(r == 1.0) for r in rr]}
+
+
+def train_point(P: Params, trainer: str, groups: list, held: pd.DataFrame, test: pd.DataFrame, candidates: dict, dense: pd.DataFrame, text: dict) -> dict:
+    """One point: train on ``groups``, rank the held-out (and test) candidates; JSON-ready."""
+    seed_everything(P.training.seed)
+    if trainer == "reference":
+        model = train_reference(P.models.encoder, groups, epochs=P.training.epochs, max_length=P.retrieval.max_length, seed=P.training.seed)
+        held_ranking, test_ranking, extra = rescore(model, held, candidates, text, trainer), rescore(model, test, candidates, text, trainer), {}
+    else:
+        model, curve = train_reranker(P.models.encoder, groups, P.training, desc=f"relevance reranker, {len(groups)} groups", prior_max_length=P.retrieval.max_length)
+        held_ranking = rerank(model, held, candidates, text, trainer, priors=dense)
+        test_ranking = rerank(model, test, candidates, text, trainer, priors=dense)
+        h = curve.attrs["heldout"]
+        extra = {"prior_temperature": model.prior_temperature, "kept_step": h["kept_step"], "best_step": h["best_step"],
+                 "loss_reduction": h["interval"], "val_loss": [round(v, 4) for v in curve[curve.split == "val"].loss]}
+    return {**per_question(held_ranking, held), **extra, "test_top": top_pids(test_ranking, P.rag.top_k)}
+
+
+def run(P: Params) -> Result:
+    study, passages = load_questions(), load_passages()
+    test = study[study.split == "test"].reset_index(drop=True)
+    held, pool = curve_questions(P, study)
+    largest = max(P.curve.sizes)
+    if largest > len(pool):
+        raise ValueError(f"curve.sizes asks for {largest} training questions; {len(pool)} are available (the largest allowed value)")
+    text = passage_texts(passages)
+    stage02 = artifacts.DENSE.read()
+    dense = pd.concat([dense_ranking(P, pd.concat([held, pool.iloc[:largest]]), passages), stage02[stage02.qid.isin(set(test.qid))]], ignore_index=True)
+    candidates = top_pids(dense)
+    base = per_question(dense, held)
+    cache = Cache("curve")
+    encoder_id = content_id(resolve(P.models.encoder))
+    rows = []
+    for trainer in ["project", "reference"] if P.curve.reference else ["project"]:
+        for n in sorted(P.curve.sizes):
+            train = pool.iloc[:n]
+            groups = relevance_groups(train, candidates, text, P.training.group_size, P.training.seed)
+            key = make_key("relevance-curve", trainer, encoder_id, P.training.model_dump(), P.retrieval.model_dump(), P.rag.top_k, P.numerics().record(),
+                           list(train.qid), list(held.qid), list(test.qid))
+            point = cache.map([key], [(trainer, groups)], lambda todo: [train_point(P, t, g, held, test, candidates, dense, text) for t, g in todo], chunk_size=1)[0]
+            row = {"trainer": trainer, "n": n, "groups": len(groups)}
+            for metric in ("rr", "gold_at_1"):
+                diff = paired_interval(np.subtract(point[metric], base[metric]), P.rag.n_bootstrap, P.data.seed)
+                row[metric] = with_verdict(diff, identical=diff["identical"], start=trainer == "project")
+            rows.append(row | {k: point[k] for k in ("prior_temperature", "kept_step", "best_step", "loss_reduction", "val_loss", "test_top") if k in point})
+    points = pd.DataFrame(rows)
+    answers = answer_points(P, points, test, passages, stage02)
+    dense_summary = {"mrr": round(float(np.mean(base["rr"])), 4), "gold_at_1": round(float(np.mean(base["gold_at_1"])), 4),
+                     "headroom": round(1 - float(np.mean(base["gold_at_1"])), 4), "n": len(held)}
+    metrics = {"held_out_questions": len(held), "dense": dense_summary,
+               "points": [{k: v for k, v in r.items() if k != "test_top"} for r in rows], "answers": answers}
+    artifacts.CURVE_METRICS.write(metrics)
+    return Result(points.drop(columns="test_top"), dense_summary, answers, metrics)
+
+
+def answer_points(P: Params, points: pd.DataFrame, test: pd.DataFrame, passages: pd.DataFrame, stage02: pd.DataFrame) -> dict:
+    """At ``curve.answer_sizes``: the project reranker's top-k answered, paired with dense top-k (gold-answer log-prob)."""
+    chosen = points[(points.trainer == "project") & points.n.isin(P.curve.answer_sizes)]
+    if chosen.empty:
+        return {}
+    lm = LM.from_params(P.models)
+    store = PassageStore(passages, lm, P.rag.max_passage_tokens)
+    dense = answer_questions(lm, test, top_pids(stage02, P.rag.top_k), store, "dense", P.rag.max_new_tokens)
+    out = {}
+    for row in chosen.itertuples():
+        mine = answer_questions(lm, test, row.test_top, store, f"project@{row.n}", P.rag.max_new_tokens)
+        same = all(row.test_top[q] == top_pids(stage02, P.rag.top_k)[q] for q in test.qid)
+        diff = paired_difference(mine, dense, "gold_logprob", P.rag.n_bootstrap, P.data.seed)
+        out[f"project@{row.n}"] = with_verdict(diff, P.rag.equivalence_margin, identical=same)
+    return out
+
+
+def findings(r: Result) -> str:
+    """What the curve shows, in words that follow the numbers (``verdicts.describe``)."""
+    from ragalign.core.verdicts import BEATS, describe
+
+    d = r.dense
+    lines = [f"On {d['n']} held-out questions dense retrieval puts a gold passage first for {d['gold_at_1']:.0%} of them "
+             f"(MRR {d['mrr']:.3f}): the headroom a reranker can win is the other {d['headroom']:.0%}."]
+    for trainer, part in r.points.groupby("trainer", sort=False):
+        said = "; ".join(f"n = {p.n}: {describe(p.rr, 'it', 'dense', start=trainer == 'project', digits=3)}" for p in part.itertuples())
+        lines.append(f"**{TRAINERS[trainer]}**, reciprocal rank against dense: {said}.")
+        best = [p.n for p in part.itertuples() if p.rr["verdict"] == BEATS]
+        lines.append(f"It first beats dense at n = {best[0]}." if best else f"It beats dense at none of the sizes up to {part.n.max()}.")
+    for name, diff in r.answers.items():
+        lines.append(f"Answering the test questions with its top-k, {describe(diff, name, 'dense top-k', diff.get('margin'), digits=3)} (gold-answer log-prob).")
+    return "\n\n".join(lines)
