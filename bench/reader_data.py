@@ -29,7 +29,8 @@ import torch
 from report import emit
 
 from ragalign.core import params
-from ragalign.core.data import load_splits, read_benchmark
+from ragalign.core.benchmarks import read_benchmark
+from ragalign.core.data import load_splits
 from ragalign.core.lm import LM
 from ragalign.core.metrics import paired_interval
 from ragalign.core.rag import PassageStore

@@ -18,6 +18,7 @@
 data: dict = {}
 models: dict = {}
 retrieval: dict = {}
+rag: dict = {}
 
 # %%
 import matplotlib.pyplot as plt
@@ -26,6 +27,7 @@ import seaborn as sns
 from IPython.display import Markdown
 
 from ragalign.core import params, plots
+from ragalign.core.verdicts import describe
 from ragalign.stages import retrieval as stage
 
 P = params.from_namespace(globals())
@@ -34,7 +36,7 @@ r = stage.run(P)
 questions, quality, ks = r.questions, r.quality, r.ks
 
 # %%
-pd.DataFrame({(s, m): v for s, d in quality.items() for m, v in d.items()}).T
+pd.DataFrame({(s, m): v for s, d in quality.items() if s != "paired" for m, v in d.items()}).T
 
 # %%
 curve = pd.DataFrame([{"method": m, "k": k, "recall": quality["test"][m][f"recall@{k}"]} for m in ("bm25", "dense") for k in ks])
@@ -46,8 +48,9 @@ plots.save(fig, "figures/retrieval_recall.png")
 # %% tags=["findings"]
 t = quality["test"]
 Markdown(
-    f"Recall@1 is at most {(1 / questions.gold_pids.map(len)).mean():.2f} here: recall counts every gold passage of a question. "
-    f"On the {int((questions.split == 'test').sum())} test questions, BM25 finds {t['bm25']['recall@5']:.0%} of the gold passages "
-    f"in its top 5 and dense retrieval {t['dense']['recall@5']:.0%} (MRR {t['bm25']['mrr']:.2f} vs {t['dense']['mrr']:.2f}); "
+    f"Recall@1 is at most {r.max_recall_at_1:.2f} here: recall counts every gold passage of a question. "
+    f"On the {r.n_test} test questions, BM25 finds {t['bm25']['recall@5']:.0%} of the gold passages "
+    f"in its top 5 and dense retrieval {t['dense']['recall@5']:.0%} (MRR {t['bm25']['mrr']:.2f} vs {t['dense']['mrr']:.2f}; "
+    f"paired per test question, {describe(quality['paired']['dense - bm25'], 'dense', 'BM25')} on the reciprocal rank); "
     f"at k={P.retrieval.k} recall is {t['bm25'][f'recall@{P.retrieval.k}']:.0%} vs {t['dense'][f'recall@{P.retrieval.k}']:.0%}."
 )

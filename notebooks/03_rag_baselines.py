@@ -77,8 +77,7 @@ long = pd.DataFrame([{"variant": v, "metric": m.upper(), **s[m]} for v, s in sum
 _ = plots.interval_bars(long, f"RAG baselines on {len(test)} test questions (95% bootstrap CI)", "figures/baselines_em_f1.png")
 
 # %%
-examples = r.answers[r.answers.variant.isin(["oracle", "reranker"])].merge(test[["qid", "question", "answers"]], on="qid").head(8)
-examples[["variant", "question", "answers", "answer", "f1"]]
+r.examples
 
 # %% tags=["findings"]
 lp = {v: summary[v]["gold_logprob"]["mean"] for v in summary}

@@ -38,7 +38,7 @@ from ragalign.stages import gain_labelling as stage
 P = params.from_namespace(globals())
 plots.setup()
 r = stage.run(P)
-labels, stats, cost, pseudo = r.labels, r.stats, r.cost, r.pseudo
+labels, stats, cost = r.labels, r.stats, r.cost
 
 # %% [markdown]
 # ## Pseudo-passages
@@ -48,7 +48,7 @@ labels, stats, cost, pseudo = r.labels, r.stats, r.cost, r.pseudo
 # `gain.pseudo_max_new_tokens` new tokens, cut to the passage budget `rag.max_passage_tokens`.
 
 # %%
-pseudo.groupby("split").agg(questions=("qid", "size"), na_rate=("is_na", "mean"), mean_words=("words", "mean")).round(3)
+r.pseudo_by_split
 
 # %% [markdown]
 # A 135M model writes fluent background whether or not it knows the facts: read these as
@@ -58,16 +58,13 @@ pseudo.groupby("split").agg(questions=("qid", "size"), na_rate=("is_na", "mean")
 
 # %%
 pd.set_option("display.max_colwidth", 300)
-pseudo.groupby("split").mentions_gold.mean().round(3).rename("mentions gold answer")
-
-# %%
-pseudo.merge(r.questions[["qid", "question"]], on="qid").head(4)[["question", "text", "is_na"]]
+r.examples
 
 # %% [markdown]
 # ## Gain labels
 
 # %%
-labels.groupby("kind")[["label", "label_ppl", "ppl_cd", "ppl", "logprob_ctx", "logprob_noctx"]].agg(["count", "mean", "median"]).round(3).T
+r.labels_by_kind
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 3.8))
@@ -80,17 +77,15 @@ retrieved = labels[~labels.pid.map(is_pseudo)]
 fig, ax = plt.subplots(figsize=(6.5, 4))
 sns.scatterplot(retrieved, x="score", y="label", hue="is_gold", s=12, alpha=0.6, ax=ax)
 ax.set(
-    title=f"Gain vs dense score (Spearman pooled {r.spearman_pooled:.2f}, per question {r.spearman_per_question.mean():.2f})",
+    title=f"Gain vs dense score (Spearman pooled {stats['spearman_score_label_pooled']:.2f}, per question {stats['spearman_score_label_per_question']:.2f})",
     xlabel="dense retrieval score (cosine)",
     ylabel="gain label",
 )
 plots.save(fig, "figures/gain_vs_retrieval.png")
 
 # %%
-best_rank = r.best["rank"].fillna(-1).astype(int).map(lambda k: "pseudo" if k < 0 else str(k)).value_counts()
-order = [str(k) for k in range(P.gain.k)] + ["pseudo"]
 fig, ax = plt.subplots(figsize=(6.5, 3.5))
-sns.barplot(x=order, y=[best_rank.get(o, 0) / len(r.best) for o in order], color="C0", ax=ax)
+sns.barplot(x=list(r.best_source.index), y=list(r.best_source), color="C0", ax=ax)
 ax.set(title="Where the best-gain passage comes from", xlabel="dense rank (or pseudo-passage)", ylabel="share of questions")
 plots.save(fig, "figures/gain_best_source.png")
 pd.Series(stats)
@@ -106,16 +101,15 @@ pd.Series(stats)
 pd.DataFrame(cost).T
 
 # %% tags=["findings"]
-rho_q = r.spearman_per_question
 Markdown(
     f"{stats['questions']} train questions × up to {P.gain.k + 1} candidates give {len(labels)} gain labels "
-    f"(mean {labels.label.mean():.2f}, sd {labels.label.std():.2f}). Gain agrees only loosely with the retriever: "
-    f"Spearman between dense score and gain is {rho_q.mean():.2f} within a question on average ({r.spearman_pooled:.2f} pooled). "
+    f"(mean {stats['label_mean']:.2f}, sd {stats['label_std']:.2f}). Gain agrees only loosely with the retriever: "
+    f"Spearman between dense score and gain is {stats['spearman_score_label_per_question']:.2f} within a question on average ({stats['spearman_score_label_pooled']:.2f} pooled). "
     f"The best-gain passage is a gold passage for {stats['best_is_gold']:.0%} of questions (a gold passage is among the "
     f"candidates for {stats['gold_in_candidates']:.0%}), the dense top-1 for {stats['best_is_dense_top1']:.0%}, and the "
     f"pseudo-passage for {stats['best_is_pseudo']:.0%}. The generator declined ('N/A') for "
     f"{stats['pseudo_na_rate_train']:.1%} of train and {stats['pseudo_na_rate_test']:.1%} of test questions; its pseudo-passages "
-    f"contain the gold answer for {pseudo[pseudo.split == 'train'].mentions_gold.mean():.0%} of train questions (the rest is "
+    f"contain the gold answer for {stats['pseudo_mentions_gold_train']:.0%} of train questions (the rest is "
     "background that may be hallucinated). "
     f"With α = 0 (plain perplexity) the best passage is the same one for {stats['alpha0_best_agrees']:.0%} of questions. "
     f"A cold run puts {cost['labelling']['evaluations']} sequences ({cost['labelling']['forward_tokens']:,} tokens) "

@@ -33,7 +33,6 @@ radio: dict = {}
 
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown
@@ -104,7 +103,7 @@ plot = comparison_table(r.variants).assign(metric=lambda d: d.metric.str.upper()
 _ = plots.interval_bars(plot, f"RADIO vs other variants, {len(test)} test questions (95% bootstrap CI)", "figures/radio_em_f1.png", order=list(r.variants))
 
 # %%
-r.answers.merge(test[["qid", "question", "answers"]], on="qid").head(6)[["question", "answers", "answer", "f1"]]
+r.examples
 
 # %% tags=["findings"]
 s, ref, m = r.summary["radio"], r.variants.get("reranker"), P.rag.equivalence_margin
@@ -116,8 +115,8 @@ Markdown(
     f"{describe(r.paired['reranker']['gold_logprob'], 'RADIO', 'the relevance reranker', m)}. "
     f"The RADIO reranker starts from dense; on the test candidates {describe_ranker(validity['reranker_vs_dense_ranking'], 'the RADIO reranker')}; "
     f"{describe_loss(validity['reranker_heldout_loss'], 'the RADIO reranker')}. "
-    + f"The generator wrote {len(rationales)} rationales (mean {rationales.rationale.str.split().map(len).mean():.0f} words; "
-    f"{np.mean(r.mentions_answer):.0%} repeat the gold answer). On the train questions the rationale ranking puts a gold "
+    + f"The generator wrote {r.rationale_stats['n']} rationales (mean {r.rationale_stats['mean_words']:.0f} words; "
+    f"{r.rationale_stats['mentions_answer']:.0%} repeat the gold answer). On the train questions the rationale ranking puts a gold "
     f"passage first for {train_agreement.loc['rationale', 'hit@1']:.0%} of questions, against "
     f"{train_agreement.loc['dense', 'hit@1']:.0%} for the dense retriever and {train_agreement.loc['rationale only', 'hit@1']:.0%} "
     f"for the rationale similarity alone, so {train_agreement.loc['rationale', 'hit@1']:.0%} of the training positives are gold passages. "

@@ -33,7 +33,6 @@ figret: dict = {}
 
 # %%
 import matplotlib.pyplot as plt
-import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 
@@ -67,12 +66,8 @@ r.per_round
 # retrieved non-gold ones (a usable judge separates them), and the examples' margins.
 
 # %%
-separation = pd.DataFrame(
-    {"relevance": judged.groupby("is_gold").relevance.mean(), "purity": judged.groupby("is_gold").purity.mean()}
-).rename(index={True: "gold", False: "non-gold"})
-separation.loc["complete set / incomplete set", "comprehensiveness"] = r.sets[r.sets.complete].comprehensiveness.mean() - r.sets[~r.sets.complete].comprehensiveness.mean()
-display(separation.round(3))
-examples.groupby(["round", "objective"]).agg(n=("qid", "size"), questions=("qid", "nunique"), mean_margin=("margin", "mean"), negatives=("n_negatives", "mean")).round(3)
+display(r.separation)
+r.examples_by_objective
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
@@ -120,7 +115,7 @@ Markdown(
     f"On the whole corpus, against dense, its start, {describe_ranker(validity['retriever_vs_dense_ranking'], 'the FiGRet retriever')}. "
     + f"Over {F.rounds} round(s), FiGRet examined {int(r.sizes['train questions examined'])} train questions per round and found "
     f"{', '.join(str(n) for n in r.per_round['poorly served'])} poorly served; the judgements gave "
-    f"{len(examples)} examples ({', '.join(f'{o}: {int((examples.objective == o).sum())}' for o in OBJECTIVES)}) "
+    f"{len(examples)} examples ({', '.join(f'{o}: {r.objective_counts.get(o, 0)}' for o in OBJECTIVES)}) "
     f"for {r.evaluations} LLM evaluations ({r.forward_tokens} tokens, answers included). "
     f"As a judge, the 135M generator ranks a gold passage above a retrieved non-gold one with probability "
     + "; ".join(f"{g['auc']:.2f} [{g['lo']:.2f}, {g['hi']:.2f}] on {c} (against chance, 0.5: {label(g['verdict'])})" for c, g in judge.items())

@@ -54,7 +54,7 @@ summary, paired, reading, targets, validity = r.summary, r.tuned_vs_untuned, r.r
 # passages (after RAFT's P took it out of some).
 
 # %%
-r.questions.groupby(["set", "source"]).agg(questions=("qid", "size"), shown_a_gold_passage=("has_gold", "mean")).round(3)
+r.training_sets
 
 # %% [markdown]
 # ## Training: answer loss on the training questions, and on the held-out ones
@@ -86,8 +86,7 @@ pd.DataFrame({n: {k: v["mean"] for k, v in g.items()} | {f"{k} 95% CI": f"[{v['l
 pd.DataFrame(targets).T
 
 # %%
-examples = r.answers[r.answers.variant.isin(["untuned:oracle", "tuned:oracle"])].merge(r.answers[["qid"]].drop_duplicates(), on="qid").head(10)
-examples[["variant", "qid", "answer", "em", "f1", "gold_logprob"]]
+r.examples
 
 # %% tags=["findings"]
 k, m = P.rag.top_k, P.rag.equivalence_margin

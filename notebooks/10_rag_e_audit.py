@@ -43,7 +43,7 @@ from IPython.display import Markdown
 
 from ragalign.audit import figures, games
 from ragalign.core import params, plots
-from ragalign.core.verdicts import describe, label, verdict
+from ragalign.core.verdicts import describe
 from ragalign.stages import rag_e_audit as stage
 
 P = params.from_namespace(globals())
@@ -53,9 +53,7 @@ r = stage.run(P)
 test, audited, tops, summary, paired, utility, gain_link, ig, ig_table = r.test, r.audited, r.tops, r.summary, r.paired, r.utility, r.gain_link, r.ig, r.ig_table
 p_mid = stage.mid_p(E.warg_p)
 
-
-def fmt(ci: dict) -> str:
-    return f"{ci['mean']:.2f} [{ci['lo']:.2f}, {ci['hi']:.2f}]"
+fmt = stage.interval_text
 
 
 # %% [markdown]
@@ -113,9 +111,7 @@ pd.DataFrame(
 # extrapolated WARG; `mde` is the smallest difference detectable with 80% power).
 
 # %%
-pd.DataFrame(
-    [{"variant": v, "measure": m, "difference": fmt(d), "verdict": label(verdict(d)), "mde": d["mde"], "n": d["n"]} for v, block in paired.items() for m, d in block.items()]
-)
+r.paired_table
 
 # %% [markdown]
 # The position control, paired on the same (shuffled) questions: each variant's failure rates with
@@ -123,9 +119,7 @@ pd.DataFrame(
 # differences over the variants.
 
 # %%
-pd.DataFrame(
-    [{"variant": v, "measure": m, "shuffled − original": fmt(d), "verdict": label(verdict(d)), "n": d["n"]} for v, block in r.orders.items() for m, d in block.items()]
-)
+r.orders_table
 
 # %% [markdown]
 # ## Which documents helped the correct answer?
@@ -187,18 +181,16 @@ _ = figures.ig_token_figure(ig, ig_variants, test.qid.iloc[0], test.question.ilo
 r.audit_table
 
 # %% tags=["findings"]
-orig = {v: s for (v, order), s in summary.items() if order == "original"}
-w_lo, w_hi = min(s["wasted"]["mean"] for s in orig.values()), max(s["wasted"]["mean"] for s in orig.values())
-n_lo, n_hi = min(s["noise"]["mean"] for s in orig.values()), max(s["noise"]["mean"] for s in orig.values())
-widest = max(s["wasted"]["hi"] - s["wasted"]["lo"] for s in orig.values())
-ig_gap = ig_table["relative gap"].median() if not ig_table.empty else float("nan")
+ranges = r.metrics["failure_ranges"]  # stage 11 quotes the same ranges
+orig, w, n = ranges["variants"], ranges["wasted"], ranges["noise"]
+ig_gap = r.ig_median_gap
 control = r.orders.get(games.ALL_VARIANTS)
 not_applicable = [v for v in tops if v not in orig]
 Markdown(
     f"Across the {len(orig)} variants with at least two documents ({len(test)} test questions each), the generator ignores the "
-    f"retriever's top document (generator rank > 2) in {w_lo:.0%}–{w_hi:.0%} of questions and relies most on a document the "
-    f"retriever ranked below 2 in {n_lo:.0%}–{n_hi:.0%} (RAG-E reports 47.4–66.7% and 48.1–65.9% with 7–12B generators); each rate's "
-    f"95% interval is at most {widest:.2f} wide. Paired with dense retrieval on the same questions, wasted retrieval: "
+    f"retriever's top document (generator rank > 2) in {w['lo']:.0%}–{w['hi']:.0%} of questions and relies most on a document the "
+    f"retriever ranked below 2 in {n['lo']:.0%}–{n['hi']:.0%} (RAG-E reports 47.4–66.7% and 48.1–65.9% with 7–12B generators); each rate's "
+    f"95% interval is at most {max(w['widest_interval'], n['widest_interval']):.2f} wide. Paired with dense retrieval on the same questions, wasted retrieval: "
     + "; ".join(describe(paired[v]["wasted"], v, "dense", digits=2) for v in paired)
     + ". "
     + (f"With the documents shuffled, on the same {control['wasted']['n']} questions (mean over the variants of each question's "

@@ -75,7 +75,8 @@ Markdown(r.gate_line + "\n\n" + r.headline + "\n" + r.caption)
 
 # %% tags=["findings"]
 m = r.margin
-mde = paired[(paired.kind != "retrieval") & ~paired.identical].mde  # identical contexts say nothing about power
+mde_lo, mde_hi = r.mde_range
+ranges = r.failure_ranges  # stage 10's, the ranges its report quotes
 warg_key = f"warg_ext@{p_warg:g}"
 Markdown(
     r.gate_line
@@ -84,14 +85,14 @@ Markdown(
     f"{says(paired, 'gainrag', 'dense_top1', m)}; {says(paired, 'radio', 'dense', m)}; {says(paired, 'figret', 'dense', m)}. "
     f"Against the relevance reranker at the same k: {says(paired, 'gainrag', 'no_distillation', m)}; {says(paired, 'radio', 'reranker', m)}; "
     f"{says(paired, 'figret', 'reranker', m)}. With {len(test)} test questions the smallest difference these paired comparisons "
-    f"detect with 80% power is {mde.min():.3f}–{mde.max():.3f} nats per token. For scale: {says(paired, 'oracle', 'no_retrieval')}; "
+    f"detect with 80% power is {mde_lo:.3f}–{mde_hi:.3f} nats per token. For scale: {says(paired, 'oracle', 'no_retrieval')}; "
     f"{says(paired, 'dense', 'no_retrieval')}. "
     f"Secondary measures: token F1 is {table.loc['no retrieval', 'f1']:.3f} without passages and "
     f"{table.loc['oracle (gold passages)', 'f1']:.3f} with the gold ones. "
-    f"Across the audited variants the retriever's top document is not among the generator's two most used in "
-    f"{audited.wasted_retrieval.min():.0%}–{audited.wasted_retrieval.max():.0%} of questions (wasted retrieval), and the generator's "
-    f"most used document sits below the retriever's top two in {audited.noise_distraction.min():.0%}–{audited.noise_distraction.max():.0%} "
-    "(noise distraction); the RAG-E paper reports 47–67% and 48–66%. "
+    + (f"Across the {len(ranges['variants'])} audited variants the retriever's top document is not among the generator's two most used in "
+       f"{ranges['wasted']['lo']:.0%}–{ranges['wasted']['hi']:.0%} of questions (wasted retrieval), and the generator's "
+       f"most used document sits below the retriever's top two in {ranges['noise']['lo']:.0%}–{ranges['noise']['hi']:.0%} "
+       "(noise distraction; stage 10); the RAG-E paper reports 47–67% and 48–66%. " if ranges.get("wasted") else "")
     + (f"Extrapolated WARG@{p_warg:g}, paired with dense top-k on the same {r.n_audit} audited questions (stage 10): "
        + "; ".join(describe(block[warg_key], v, "dense top-k", digits=2) for v, block in r.audit_paired.items() if warg_key in block) + ". "
        if r.audit_paired else "")

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from ragalign.core.data import DataError, passage_id, read_benchmark, split_questions
+from ragalign.core.benchmarks import DataError, passage_id, read_benchmark, split_questions
 from ragalign.smoke import hotpot_record
 
 

@@ -126,3 +126,13 @@ def test_another_resolution_makes_dvc_status_report_the_stages_stale(fake_cpu, t
     artifacts.NUMERICS.write(validate({}).numerics().record() | {"torch": recorded["torch"]}, repo)
     stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
     assert stale() == set(stages) - {"00_numerics"} and len(stages) == 13  # every stage after 00, by name from dvc.yaml
+
+
+def test_the_estimate_warns_before_a_run_that_would_overwrite_other_numerics(fake_cpu, tmp_path, monkeypatch):
+    fake_cpu(ZEN5)
+    params = validate({})
+    artifacts.NUMERICS.write(params.numerics().record(), tmp_path)
+    assert cost.committed_numerics(params, tmp_path) is None  # the same machine: nothing to say
+    fake_cpu(AVX2)  # a float32-only CPU reading a bf16 study
+    warning = cost.committed_numerics(params, tmp_path)
+    assert "dtype 'bfloat16' here 'float32'" in warning and "dvc exp run" in warning and "overwrites the committed results" in warning

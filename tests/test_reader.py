@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from ragalign.core.data import read_benchmark, split_questions
+from ragalign.core.benchmarks import read_benchmark, split_questions
 from ragalign.core.params import validate
 from ragalign.methods import reader
 

@@ -118,6 +118,14 @@ def _src(path: str) -> str:
     return (ROOT / path).read_text()
 
 
+def _shared(name: str) -> str:
+    """A file of the shared folder beside the clone (the data's description); skipped where it is absent."""
+    path = ROOT.parent / "shared" / name
+    if not path.exists():
+        pytest.skip(f"no {path}")
+    return path.read_text()
+
+
 def need(ok: bool, why: str) -> None:
     assert ok, why
 
@@ -215,6 +223,15 @@ CLAIMS = [
     Claim(r"contexts of more than (6) documents", lambda m: need(2 ** int(m.group(1)) == PARAMS["rag_e"]["max_exact_subsets"], "rag_e.max_exact_subsets"),
           "params.yaml rag_e.max_exact_subsets (exact Shapley up to 2^6 coalitions)"),
     Claim(r"`rag_e\.n_questions` \(default (\d+)\)", lambda m: need(int(m.group(1)) == PARAMS["rag_e"]["n_questions"], "rag_e.n_questions"), "params.yaml"),
+    Claim(r"HotpotQA dev, distractor setting \(([\d,]+) questions, ([\d,]+) distinct paragraphs: the study's corpus\), SQuAD v1\.(1) dev \(([\d,]+) questions\) and NQ-open dev with its gold passages \(([\d,]+) questions\)",
+          lambda m: need(all(n in _shared("DATA.md") for n in (f"{m.group(1)} questions", f"{m.group(2)} distinct paragraphs", f"{m.group(4)} questions", f"{m.group(5)} questions"))
+                         and "squad_v1.1" in _src("lib/ragalign/core/benchmarks.py"), "the counts ../shared/DATA.md gives"), "../shared/DATA.md"),
+    Claim(r"the reader \(stage (08)\) and the learning curve \(stage (12)\) train on others", check_stage_refs, "stages of dvc.yaml"),
+    Claim(r"Stage (08) \(reader tuning\) needs the most memory", check_stage_refs, "a stage of dvc.yaml"),
+    Claim(r"stage (12) measures what the trainer learns now", check_stage_refs, "a stage of dvc.yaml"),
+    Claim(r"trained on (\d+) to (\d+) benchmark questions outside the study's splits, .*?ranking the same (\d+) held-out questions against dense; at (\d+) and (\d+) it also",
+          lambda m: need([int(g) for g in m.groups()] == [min(PARAMS["curve"]["sizes"]), max(PARAMS["curve"]["sizes"]), PARAMS["curve"]["eval_questions"], *PARAMS["curve"]["answer_sizes"]],
+                         "params.yaml curve"), "params.yaml curve"),
     Claim(r"(\d+) coalitions of the (\d+) passages shown \(every subset\)",
           lambda m: need((int(m.group(1)), int(m.group(2))) == (2 ** PARAMS["rag"]["top_k"], PARAMS["rag"]["top_k"]), "2^rag.top_k coalitions"),
           "params.yaml rag.top_k"),

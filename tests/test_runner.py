@@ -218,3 +218,46 @@ def test_every_artifact_is_an_output_of_its_stage_and_a_dependency_of_its_reader
             if not _covered(path, _declared(stage, ("deps",))):
                 problems.append(f"{name} reads {path} but does not declare it as a dependency")
     assert not problems, "\n".join(problems)
+
+
+# What a notebook may not call: aggregates and verdicts belong in the library (stage results, report
+# helpers), so that a report only reads artifacts, formats and draws. Plotting, display and formatting
+# (f-strings, `describe`, `Markdown`, `pd.DataFrame` of given numbers) stay allowed.
+COMPUTING_METHODS = {"groupby", "agg", "aggregate", "mean", "median", "sum", "std", "var", "quantile", "corr", "value_counts",
+                     "pivot_table", "apply", "merge", "crosstab", "count", "nunique", "cumsum"}
+COMPUTING_FUNCTIONS = {"paired_interval", "paired_difference", "bootstrap_ci", "verdict", "with_verdict", "paired_outcomes",
+                       "minimum_detectable_difference", "spearmanr", "pearsonr"}
+COMPUTING_MODULES = {"np", "numpy", "scipy", "stats"}
+
+
+def computing_calls(source: str) -> list[str]:
+    """The calls in a cell's code that compute an aggregate or a verdict (see the lists above)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call):
+            continue
+        fn = node.func
+        name = fn.attr if isinstance(fn, ast.Attribute) else fn.id if isinstance(fn, ast.Name) else ""
+        owner = fn.value.id if isinstance(fn, ast.Attribute) and isinstance(fn.value, ast.Name) else ""
+        if name in COMPUTING_METHODS or name in COMPUTING_FUNCTIONS or owner in COMPUTING_MODULES:
+            found.append(f"{owner + '.' if owner else ''}{name}")
+    return found
+
+
+def test_the_checker_sees_aggregates_and_verdicts():
+    assert sorted(computing_calls("x = df.groupby('a').b.mean()")) == ["df.groupby", "mean"]
+    assert computing_calls("w = verdict(d)") == ["verdict"] and computing_calls("m = np.mean(v)") == ["np.mean"]
+    assert computing_calls("plots.save(fig, 'a.png'); Markdown(f'{r.x:.2f}')") == []
+
+
+def test_notebooks_only_read_artifacts_and_draw():
+    """No report computes an aggregate or a verdict in a cell: the stage function (or a report helper) does."""
+    import jupytext
+
+    offenders = {}
+    for source in sorted((ROOT / "notebooks").glob("*.py")):
+        calls = [c for cell in jupytext.read(source).cells if cell.cell_type == "code" and not cell.source.lstrip().startswith("%")
+                 for c in computing_calls(cell.source)]
+        if calls:
+            offenders[source.name] = calls
+    assert not offenders, f"notebooks compute (move it into the library): {offenders}"

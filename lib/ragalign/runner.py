@@ -19,8 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from ragalign.core.cache import TALLY_ENV
-from ragalign.core.io import atomic_write_text
+from ragalign.core.io import TALLY_ENV, atomic_write_text
 from ragalign.core.numerics import NumericsMismatch, check_recorded
 from ragalign.core.params import ParamsError, load
 

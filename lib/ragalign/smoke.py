@@ -90,7 +90,7 @@ def nq_record(i: int) -> dict:
 
 def write_benchmark(repo: Path, dataset: str, n: int = 40) -> None:
     """A tiny benchmark in the dataset's own format, at the path the study reads it from."""
-    from ragalign.core.data import DEFAULT_PATHS
+    from ragalign.core.benchmarks import DEFAULT_PATHS
 
     path = repo / DEFAULT_PATHS[dataset]
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -137,3 +137,16 @@ def metrics_block(summary: Mapping[str, dict[str, float]], ps: Sequence[float]) 
         "noise_distraction": summary["noise"],
         "spearman": summary["spearman"],
     }
+
+
+def failure_ranges(summary: Mapping[tuple[str, str], Mapping[str, dict[str, float]]]) -> dict:
+    """The range of each failure rate over the variants audited in retriever order (``summary``:
+    (variant, order) -> measure -> mean, lo, hi): lowest and highest mean, the widest 95% interval,
+    and which variants. The one place reports 10 and 11 take their ranges from."""
+    original = {v: s for (v, order), s in summary.items() if order == "original"}
+    out: dict = {"variants": sorted(original)}
+    for measure in ("wasted", "noise"):
+        means = [s[measure]["mean"] for s in original.values()]
+        widths = [s[measure]["hi"] - s[measure]["lo"] for s in original.values()]
+        out[measure] = {"lo": round(min(means), 4), "hi": round(max(means), 4), "widest_interval": round(max(widths), 4)} if means else None
+    return out

@@ -16,10 +16,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ragalign.core.io import atomic_write_text
+from ragalign.core.io import TALLY_ENV, atomic_write_text
 from ragalign.core.models import cache_dir
 
-TALLY_ENV = "RAGALIGN_CACHE_TALLY"  # the runner sets it: where this process writes its tally
 _TALLY: dict[str, dict[str, int]] = {}  # namespace -> {"hits", "computed"}: this process's cached values
 _WRITTEN: set[tuple[str, str]] = set()  # (namespace, key) this process computed: reading them back is no hit
 

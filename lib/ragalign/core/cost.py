@@ -25,10 +25,31 @@ def stage_times(root: str | Path = ".") -> list[dict]:
     return [json.loads(f.read_text()) for f in sorted(folder.glob("[0-9][0-9]_*.json"))]
 
 
+def committed_numerics(params, root: str | Path = ".") -> str | None:
+    """A warning when this machine resolves other numerics than the committed study records: a
+    ``dvc repro`` here would re-run the study and overwrite its committed results. None when they agree."""
+    if not artifacts.NUMERICS.exists(root):
+        return None
+    recorded, here = artifacts.NUMERICS.read(root), resolve(params).record()
+    differ = {k: (recorded.get(k), v) for k, v in here.items() if recorded.get(k) != v}
+    if not differ:
+        return None
+    said = ", ".join(f"{k} {a!r} here {b!r}" for k, (a, b) in differ.items())
+    return (
+        f"NOTE: the committed study was computed in other numerics ({said}): running it here re-runs every stage "
+        "and overwrites the committed results/, reports/ and figures/. To keep them, run it as a DVC experiment "
+        "(`dvc exp run`, results kept in the experiment until you `dvc exp apply` it) or in a separate clone; "
+        "`git checkout -- results reports figures README.md dvc.lock` restores the committed ones afterwards"
+    )
+
+
 def estimate(params, root: str | Path = ".") -> str:
     """A cold run's expected time here: each stage's *cold* wall time (no value served from the LLM cache,
     measured on the probe's machine and numerics) scaled by this host's probe, one line per stage."""
     lines = [explain(params)]
+    warning = committed_numerics(params, root)
+    if warning:
+        lines.append(warning)
     recorded = artifacts.PROBE.read(root) if artifacts.PROBE.exists(root) else None
     here = probe(params)
     if recorded is None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+TALLY_ENV = "RAGALIGN_CACHE_TALLY"  # where a stage's kernel writes its LLM-cache tally for the runner (core.cache.tally)
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temporary file and an atomic rename."""

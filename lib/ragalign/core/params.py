@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     except ParamsError as err:
         print(f"{path}: {err}", file=sys.stderr)
         return 1
-    from ragalign.core.data import DataError, read_benchmark
+    from ragalign.core.benchmarks import DataError, read_benchmark
     from ragalign.core.numerics import explain
 
     try:

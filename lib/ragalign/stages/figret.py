@@ -46,6 +46,28 @@ class Result:
     evaluations: int
     forward_tokens: int
 
+    @property
+    def separation(self) -> pd.DataFrame:
+        """The judge's mean relevance and purity log-odds for gold and non-gold passages, and its mean
+        comprehensiveness for complete minus incomplete passage sets."""
+        judged, sets = self.judged, self.sets
+        out = pd.DataFrame({"relevance": judged.groupby("is_gold").relevance.mean(), "purity": judged.groupby("is_gold").purity.mean()})
+        out = out.rename(index={True: "gold", False: "non-gold"})
+        out.loc["complete set / incomplete set", "comprehensiveness"] = sets[sets.complete].comprehensiveness.mean() - sets[~sets.complete].comprehensiveness.mean()
+        return out.round(3)
+
+    @property
+    def examples_by_objective(self) -> pd.DataFrame:
+        """Examples per round and objective: how many, over how many questions, their mean margin and negatives."""
+        return self.examples.groupby(["round", "objective"]).agg(
+            n=("qid", "size"), questions=("qid", "nunique"), mean_margin=("margin", "mean"), negatives=("n_negatives", "mean")
+        ).round(3)
+
+    @property
+    def objective_counts(self) -> dict[str, int]:
+        """How many examples each objective got, over all rounds."""
+        return {str(k): int(v) for k, v in self.examples.objective.value_counts().items()}
+
 
 def run(P: Params) -> Result:
     F = P.figret

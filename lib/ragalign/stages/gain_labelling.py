@@ -33,6 +33,10 @@ class Result:
     spearman_pooled: float
     stats: dict
     cost: dict  # what a cold run puts through the generator
+    pseudo_by_split: pd.DataFrame  # per split: questions, N/A rate, mean words, share mentioning the gold answer
+    labels_by_kind: pd.DataFrame  # count, mean and median of each label column per kind of passage
+    best_source: pd.Series  # share of questions whose best-gain passage is dense rank r (or the pseudo-passage)
+    examples: pd.DataFrame  # a few questions with their pseudo-passages
 
 
 def mentions_gold(pseudo: pd.DataFrame, questions: pd.DataFrame) -> list[bool]:
@@ -76,6 +80,7 @@ def run(P: Params) -> Result:
         "label_mean": round(float(labels.label.mean()), 4),
         "label_std": round(float(labels.label.std()), 4),
         "alpha0_best_agrees": round(float((best.pid.to_numpy() == best_gain_summary(labels, "label_ppl").pid.to_numpy()).mean()), 4),
+        "pseudo_mentions_gold_train": round(float(shown[shown.split == "train"].mentions_gold.mean()), 4),
     }
     # LLM cost of a cold run, from the batch plan: it does not depend on what the on-disk cache held.
     cost = {
@@ -86,4 +91,17 @@ def run(P: Params) -> Result:
     artifacts.PSEUDO.write(pseudo)
     artifacts.GAIN_LABELS.write(labels.drop(columns=["kind"]))
     artifacts.LABELLING_STATS.write({"alpha": P.gain.alpha, "k": P.gain.k, "stats": stats, "cost": cost})
-    return Result(questions, shown, labels, best, rho_q, rho_pooled, stats, cost)
+    return Result(questions, shown, labels, best, rho_q, rho_pooled, stats, cost, *report_tables(shown, labels, best, questions, P.gain.k))
+
+
+def report_tables(shown: pd.DataFrame, labels: pd.DataFrame, best: pd.DataFrame, questions: pd.DataFrame, k: int) -> tuple:
+    """The report's tables: pseudo-passages per split, labels per kind, where the best passage comes from, examples."""
+    by_split = shown.groupby("split").agg(
+        questions=("qid", "size"), na_rate=("is_na", "mean"), mean_words=("words", "mean"), mentions_gold_answer=("mentions_gold", "mean")
+    ).round(3)
+    columns = ["label", "label_ppl", "ppl_cd", "ppl", "logprob_ctx", "logprob_noctx"]
+    by_kind = labels.groupby("kind")[columns].agg(["count", "mean", "median"]).round(3).T
+    source = best["rank"].fillna(-1).astype(int).map(lambda r: "pseudo" if r < 0 else str(r)).value_counts()
+    best_source = pd.Series({o: source.get(o, 0) / len(best) for o in [*map(str, range(k)), "pseudo"]}, name="share of questions")
+    examples = shown.merge(questions[["qid", "question"]], on="qid").head(4)[["question", "text", "is_na"]]
+    return by_split, by_kind, best_source, examples

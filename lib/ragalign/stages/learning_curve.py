@@ -20,8 +20,9 @@ import numpy as np
 import pandas as pd
 
 from ragalign.core import artifacts
+from ragalign.core.benchmarks import read_benchmark
 from ragalign.core.cache import Cache, make_key
-from ragalign.core.data import load_passages, load_questions, read_benchmark
+from ragalign.core.data import load_passages, load_questions
 from ragalign.core.lm import LM
 from ragalign.core.metrics import paired_difference, paired_interval, reciprocal_rank
 from ragalign.core.models import content_id, resolve

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ragalign.core import artifacts
-from ragalign.core.data import read_benchmark, split_questions
-from ragalign.core.params import Params
+from ragalign.core.benchmarks import read_benchmark, split_questions
+from ragalign.core.params import Params, ParamsError, size_problems
 
 
 @dataclass
@@ -21,6 +21,9 @@ class Result:
 def run(P: Params) -> Result:
     """Read ``data.path``, sample ``data.n_train`` + ``data.n_test`` questions, write both tables."""
     questions, passages = read_benchmark(P.data.dataset, P.data.path)
+    problems = size_problems(P, len(questions))  # what `params check` says when the benchmark is there
+    if problems:
+        raise ParamsError("invalid params:\n" + "\n".join(f"  {p}" for p in problems))
     sample = split_questions(questions, P.data.n_train, P.data.n_test, P.data.seed)
     stats = {
         "dataset": P.data.dataset,

@@ -34,6 +34,12 @@ class Result:
     differences: dict  # "a - b" -> paired gold-log-prob difference, with its verdict (rag.equivalence_margin)
     validity: dict
 
+    @property
+    def examples(self) -> pd.DataFrame:
+        """A few test questions answered with the gold passages and with the relevance reranker."""
+        rows = self.answers[self.answers.variant.isin(["oracle", "reranker"])].merge(self.test[["qid", "question", "answers"]], on="qid")
+        return rows.head(8)[["variant", "question", "answers", "answer", "f1"]]
+
 
 def run(P: Params) -> Result:
     seed_everything(P.training.seed)

@@ -46,6 +46,36 @@ class Result:
     metrics: dict  # results/metrics/rag_e.json
     audit_table: pd.DataFrame  # per variant: gold log-prob, F1, WARG and failure rates in both orders
 
+    @property
+    def paired_table(self) -> pd.DataFrame:
+        """Each variant minus dense retrieval, per measure: the interval, its verdict word, ``mde`` and ``n``."""
+        return differences_table(self.paired, "difference", mde=True)
+
+    @property
+    def orders_table(self) -> pd.DataFrame:
+        """The position control: shuffled minus original order, per variant and measure, with its verdict word."""
+        return differences_table(self.orders, "shuffled − original")
+
+    @property
+    def ig_median_gap(self) -> float:
+        """The median relative completeness gap of the Integrated Gradients explanations (NaN for none)."""
+        return float(self.ig_table["relative gap"].median()) if not self.ig_table.empty else float("nan")
+
+
+def interval_text(ci: dict, digits: int = 2) -> str:
+    """``mean [lo, hi]``."""
+    return f"{ci['mean']:.{digits}f} [{ci['lo']:.{digits}f}, {ci['hi']:.{digits}f}]"
+
+
+def differences_table(blocks: dict, column: str, mde: bool = False) -> pd.DataFrame:
+    """One row per (variant, measure) of paired differences: the interval, its verdict word (``core.verdicts``), n."""
+    from ragalign.core.verdicts import label, verdict
+
+    return pd.DataFrame(
+        [{"variant": v, "measure": m, column: interval_text(d), "verdict": label(verdict(d)), **({"mde": d["mde"]} if mde else {}), "n": d["n"]}
+         for v, block in blocks.items() for m, d in block.items()]
+    )
+
 
 def mid_p(ps: list[float]) -> float:
     """The WARG persistence the tables report: the middle of ``rag_e.warg_p``."""
@@ -138,6 +168,7 @@ def run(P: Params) -> Result:
         "missing_variants": {r.variant: r.missing for r in missing.itertuples()},
         "gain_vs_shapley": gain_link,
         "shuffled_minus_original": orders.get(games.ALL_VARIANTS),
+        "failure_ranges": alignment.failure_ranges(summary),
         "variants": {
             v.name: {
                 "kind": v.kind,

@@ -40,6 +40,17 @@ class Result:
     rationale_cost: dict
     total_cost: dict
 
+    @property
+    def rationale_stats(self) -> dict:
+        """How many rationales, their mean length in words and the share that repeat the gold answer."""
+        return {"n": len(self.rationales), "mean_words": float(self.rationales.rationale.str.split().map(len).mean()),
+                "mentions_answer": float(sum(self.mentions_answer) / max(len(self.mentions_answer), 1))}
+
+    @property
+    def examples(self) -> pd.DataFrame:
+        """A few test questions with RADIO's answers."""
+        return self.answers.merge(self.test[["qid", "question", "answers"]], on="qid").head(6)[["question", "answers", "answer", "f1"]]
+
 
 def run(P: Params) -> Result:
     seed_everything(P.training.seed)

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ragalign.core import artifacts
-from ragalign.core.data import load_splits, read_benchmark
+from ragalign.core.benchmarks import read_benchmark
+from ragalign.core.data import load_splits
 from ragalign.core.lm import LM
 from ragalign.core.metrics import paired_interval
 from ragalign.core.params import Params
@@ -40,6 +41,17 @@ class Result:
     targets: dict
     validity: dict
     timing: dict  # reader -> training seconds (wall time: shown in the report, never in the metrics file)
+
+    @property
+    def training_sets(self) -> pd.DataFrame:
+        """Per set and source: how many training questions, and the share shown a gold passage."""
+        return self.questions.groupby(["set", "source"]).agg(questions=("qid", "size"), shown_a_gold_passage=("has_gold", "mean")).round(3)
+
+    @property
+    def examples(self) -> pd.DataFrame:
+        """Answers with the gold passages by the untuned and the tuned reader, a few test questions."""
+        rows = self.answers[self.answers.variant.isin(["untuned:oracle", "tuned:oracle"])].head(10)
+        return rows[["variant", "qid", "answer", "em", "f1", "gold_logprob"]]
 
 
 def training_questions(P: Params, train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:

@@ -8,6 +8,7 @@ import pandas as pd
 
 from ragalign.core import artifacts
 from ragalign.core.data import load_passages, load_questions
+from ragalign.core.metrics import paired_interval, reciprocal_rank
 from ragalign.core.params import Params, ParamsError
 from ragalign.core.retrieval import (
     DenseEncoder,
@@ -16,8 +17,10 @@ from ragalign.core.retrieval import (
     dense_search,
     retrieval_quality,
     to_ranking,
+    top_pids,
 )
 from ragalign.core.seed import seed_everything
+from ragalign.core.verdicts import with_verdict
 
 
 @dataclass
@@ -26,7 +29,16 @@ class Result:
     bm25: pd.DataFrame
     dense: pd.DataFrame
     ks: list[int]
-    quality: dict[str, dict[str, dict[str, float]]]  # split -> method -> recall@k / mrr
+    quality: dict[str, dict]  # split -> method -> recall@k / mrr; "paired" -> dense minus BM25 reciprocal rank (test)
+
+    @property
+    def max_recall_at_1(self) -> float:
+        """The highest recall@1 can be: one passage of a question's gold passages, on average."""
+        return float((1 / self.questions.gold_pids.map(len)).mean())
+
+    @property
+    def n_test(self) -> int:
+        return int((self.questions.split == "test").sum())
 
 
 def recall_ks(k: int) -> list[int]:
@@ -52,8 +64,16 @@ def run(P: Params) -> Result:
         split: {name: retrieval_quality(r, questions[questions.split == split], ks) for name, r in (("bm25", bm25), ("dense", dense))}
         for split in ("train", "test")
     }
+    quality["paired"] = {"dense - bm25": paired_rr(dense, bm25, questions[questions.split == "test"], P.rag.n_bootstrap, P.data.seed)}
     artifacts.BM25.write(bm25)
     artifacts.DENSE.write(dense)
     artifacts.PASSAGE_EMB.write(passage_emb)
     artifacts.RETRIEVAL_METRICS.write(quality)
     return Result(questions, bm25, dense, ks, quality)
+
+
+def paired_rr(a: pd.DataFrame, b: pd.DataFrame, questions: pd.DataFrame, n_boot: int, seed: int) -> dict:
+    """Reciprocal rank of the first gold passage, ranking ``a`` minus ``b`` per question, with its interval and verdict."""
+    ra, rb = top_pids(a), top_pids(b)
+    diffs = [reciprocal_rank(ra.get(q, []), g) - reciprocal_rank(rb.get(q, []), g) for q, g in zip(questions.qid, questions.gold_pids, strict=True)]
+    return with_verdict(paired_interval(diffs, n_boot, seed))

@@ -44,6 +44,8 @@ class Result:
     seam: str  # the 2 x N table (which side of the seam), markdown
     reader: dict  # stage 08's metrics: the tuned reader against the untuned generator
     audit_paired: dict  # audited variant (display name) -> RAG-E measure -> paired difference against dense (stage 10's metrics)
+    failure_ranges: dict  # stage 10's ranges of the failure rates over its audited variants (the ranges report 10 quotes)
+    mde_range: tuple[float, float]  # smallest detectable difference of the paired comparisons that differ, lowest and highest
 
 
 HEADLINE_COLUMNS = [
@@ -129,4 +131,7 @@ def run(P: Params, readme: str = "README.md") -> Result:
     inject_readme(readme, seam, name="seam")
     blocks = audit.get("variants", {})
     audit_paired = {VARIANT_SOURCES[v][1]: blocks[a]["paired_vs_dense"] for v, a in AUDITED.items() if blocks.get(a, {}).get("paired_vs_dense")}
-    return Result(test, table, paired, gates, gate_line, headline, caption, n_audit, p_warg, margin, seam, reader, audit_paired)
+    differing = paired[(paired.kind != "retrieval") & ~paired.identical].mde  # identical contexts say nothing about power
+    mde_range = (float(differing.min()), float(differing.max())) if len(differing) else (float("nan"), float("nan"))
+    return Result(test, table, paired, gates, gate_line, headline, caption, n_audit, p_warg, margin, seam, reader, audit_paired,
+                  audit.get("failure_ranges") or {}, mde_range)

@@ -1,0 +1,40 @@
+"""Stage 12's question sets and findings: held-out questions apart from every training set, nested sets."""
+
+import pandas as pd
+import pytest
+
+from ragalign.core.benchmarks import read_benchmark
+from ragalign.core.params import validate
+from ragalign.smoke import write_benchmark
+from ragalign.stages import learning_curve as stage
+
+
+@pytest.fixture
+def params(tmp_path):
+    write_benchmark(tmp_path, "hotpotqa", n=40)
+    return validate({"data": {"path": str(tmp_path / "data"), "n_train": 10, "n_test": 6},
+                     "reader": {"n_questions": 10}, "curve": {"sizes": [5, 10, 20], "eval_questions": 4, "answer_sizes": [20]}})
+
+
+def test_held_out_questions_never_train_and_the_sets_are_nested(params):
+    every, _ = read_benchmark("hotpotqa", params.data.path)
+    study = every.head(16)  # the study's train and test questions
+    held, pool = stage.curve_questions(params, study)
+    assert len(held) == 4 and len(pool) == 40 - 16 - 4
+    assert not set(held.qid) & set(pool.qid) and not (set(held.qid) | set(pool.qid)) & set(study.qid)
+    sets = [set(pool.iloc[:n].qid) for n in params.curve.sizes]
+    assert sets[0] < sets[1] < sets[2]  # each point's questions include the smaller point's
+    again, _ = stage.curve_questions(params, study)
+    assert list(again.qid) == list(held.qid)  # seeded
+    assert stage.largest_size(params, 40) == 20
+
+
+def test_findings_follow_the_verdicts():
+    diff = {"mean": 0.02, "lo": 0.01, "hi": 0.03, "n": 200, "mde": 0.01, "identical": False, "verdict": "beats"}
+    same = {"mean": 0.0, "lo": 0.0, "hi": 0.0, "n": 200, "mde": 0.0, "identical": True, "verdict": "did not move"}
+    points = pd.DataFrame([{"trainer": "project", "n": 50, "rr": same, "gold_at_1": same}, {"trainer": "project", "n": 400, "rr": diff, "gold_at_1": diff},
+                           {"trainer": "reference", "n": 50, "rr": {**diff, "lo": -0.01, "verdict": "not told apart"}, "gold_at_1": diff}])
+    r = stage.Result(points, {"n": 200, "gold_at_1": 0.8, "mrr": 0.85, "headroom": 0.2}, {}, {})
+    text = stage.findings(r)
+    assert "first beats dense at n = 400" in text and "did not move from dense" in text
+    assert "beats dense at none of the sizes up to 50" in text  # the reference, whose interval holds 0
