@@ -108,7 +108,9 @@ def learning_curve(points: pd.DataFrame, metric: str, ylabel: str, title: str, p
         ax.plot(part.n, part["mean"], marker="o", color=color, label=trainer)
         ax.fill_between(part.n, part.lo, part.hi, color=color, alpha=0.2)
     ax.axhline(0, color="0.3", lw=1, ls="--")
-    ax.set(xscale="log", xticks=sorted(rows.n.unique()), xticklabels=sorted(rows.n.unique()), xlabel="training questions", ylabel=ylabel, title=title)
+    ax.set(xscale="log", xlabel="training questions", ylabel=ylabel, title=title)
+    ax.minorticks_off()  # the log axis's own minor labels (6×10¹ ...) would sit between the sizes
+    ax.set_xticks(sorted(rows.n.unique()), [str(n) for n in sorted(rows.n.unique())])
     ax.legend(title="trainer")
     save(fig, path)
     return fig

@@ -11,6 +11,8 @@ group's first hard negative; the in-batch negatives come free with the loss.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import tempfile
 from collections.abc import Sequence
 
@@ -60,7 +62,9 @@ def train_reference(encoder: str, groups: Sequence[Group], *, epochs: int, max_l
             use_cpu=device() == "cpu", logging_strategy="no",
         )
         loss = losses.MultipleNegativesRankingLoss(model)
-        SentenceTransformerTrainer(model=model, args=args, train_dataset=Dataset.from_dict(triplets(groups)), loss=loss).train()
+        trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=Dataset.from_dict(triplets(groups)), loss=loss)
+        with contextlib.redirect_stdout(sys.stderr):  # its log lines carry wall times: shown live, never in a report
+            trainer.train()
     return model.eval()
 
 
