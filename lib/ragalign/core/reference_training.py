@@ -58,7 +58,7 @@ def train_reference(encoder: str, groups: Sequence[Group], *, epochs: int, max_l
     with tempfile.TemporaryDirectory() as out:
         args = SentenceTransformerTrainingArguments(
             output_dir=out, num_train_epochs=epochs, per_device_train_batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE,
-            warmup_ratio=WARMUP_RATIO, seed=seed, data_seed=seed, save_strategy="no", report_to=[], disable_tqdm=False,
+            warmup_ratio=WARMUP_RATIO, seed=seed, data_seed=seed, save_strategy="no", report_to=[], disable_tqdm=True,  # in a kernel its bar is an HTML table with wall times
             use_cpu=device() == "cpu", logging_strategy="no",
         )
         loss = losses.MultipleNegativesRankingLoss(model)
