@@ -14,6 +14,8 @@ export TOKENIZERS_PARALLELISM := false
 # about 200 MB) or a CUDA build (TORCH_INDEX=https://download.pytorch.org/whl/cu128). Unset, pip's own index
 # decides: PyPI's torch for Linux is the CUDA build (several GB), which also runs on a CPU. README: "Install".
 TORCH_INDEX ?=
+# pytest-xdist workers for `make test`: each test file runs in one worker, in order (test_pipeline.py shares one tiny study)
+TEST_WORKERS ?= 2
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@echo "[make] creating $(VENV) (pinned requirements, torch first$(if $(TORCH_INDEX), from $(TORCH_INDEX)))"
@@ -40,8 +42,8 @@ study: venv
 	dvc repro
 
 test: venv
-	@echo "[make] running the tests"
-	$(PY) -m pytest -q -ra --durations=15
+	@echo "[make] running the tests ($(TEST_WORKERS) pytest-xdist workers)"
+	$(PY) -m pytest -q -ra --durations=15 -n $(TEST_WORKERS) --dist loadfile
 
 smoke: venv
 	@echo "[make] the whole pipeline on a tiny benchmark in a temporary copy (params.smoke.yaml)"

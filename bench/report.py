@@ -203,6 +203,13 @@ def row_train_precision(r: dict) -> str:
             f"curves differ by at most {_g(a['val_loss_max_abs_diff'])}; {verdict_}")
 
 
+def row_probe_speed(r: dict) -> str:
+    runs = r["runs"]
+    times = "; ".join(f"{name} {v['probe_s']:.2f} s" + ("" if name == "bfloat16" else f" ({v['over_bf16']:.2f}x)") for name, v in runs.items())
+    return (f"one {r['probe_tokens']}-token forward: {times}: a cold run costs about {r['float32_avx2_over_bf16']:.1f}x this "
+            "machine's on an AVX2-only CPU of its clock and cores (float32, as `models.dtype=auto` resolves there)")
+
+
 def _pair_runs(name: str) -> tuple[str, str]:
     """The two runs a device_training comparison compares: ``cpu vs cuda, P`` or ``float32 vs bf16_autocast, D``."""
     left, _, tail = name.partition(", ")
@@ -298,6 +305,8 @@ BENCHES: dict[str, Bench] = {
                            "same examples and held-out questions", row_reader_tuning, "timed"),
     "reader_data": Bench("reader training questions: more of the benchmark vs as many SQuAD questions (gold paragraph among same-article "
                          "distractors), on the same further benchmark questions", row_reader_data, "timed"),
+    "probe_speed": Bench("the cost estimator's probe (`core.numerics.probe`) in bf16, float32, and float32 with torch's kernels capped at AVX2 "
+                         "(what a CPU without native bf16 runs), each in its own process", row_probe_speed, "speed"),
     "dtype_headline": Bench("every headline variant's test contexts answered in float32 and in bf16: how far the headline and its verdicts move",
                             row_dtype_headline),
 }

@@ -10,6 +10,25 @@ import pytest
 from ragalign.smoke import hotpot_record
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# pytest-xdist workers (``make test``: -n 2) share the cores: each, and every stage its tests run, gets its share
+# of torch threads instead of all of them (2 workers x 2 threads on a 2-core host would oversubscribe it)
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip tests of the bf16 path (marked ``native_bf16``) where bf16 would be emulated: ``auto`` never
+    computes in bf16 there, and an emulated bf16 forward costs about ten float32 ones. CPUs with native
+    bf16 (AVX-512 BF16, AMX) and GPUs still run them."""
+    from ragalign.core.numerics import native_bf16
+
+    native, why = native_bf16("cpu")
+    if native:
+        return
+    skip = pytest.mark.skip(reason=f"bf16 path, and {why}")
+    for item in items:
+        if "native_bf16" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

@@ -165,17 +165,73 @@ def test_the_tally_counts_values_computed_and_values_a_warm_cache_served(tmp_pat
     monkeypatch.setattr(C, "_TALLY", {})
     monkeypatch.setattr(C, "_WRITTEN", set())
     monkeypatch.setenv(C.TALLY_ENV, str(tmp_path / "tally.json"))
+    monkeypatch.delenv(C.STUDY_START_ENV, raising=False)
     keys = [make_key(i) for i in range(3)]
     first = Cache("t", tmp_path)
     first.map(keys[:2], [0, 1], lambda xs: xs)
     first.map(keys, [0, 1, 2], lambda xs: xs)  # two read back from this process's own writes, one computed
-    assert C.tally() == {"t": {"hits": 0, "computed": 3}} and first.hits == 2
+    assert C.tally() == {"t": {"hits": 0, "shared": 0, "computed": 3}} and first.hits == 2
     monkeypatch.setattr(C, "_WRITTEN", set())  # a new process, the same cache on disk
     Cache("t", tmp_path).map(keys, [0, 1, 2], lambda xs: xs)
-    assert C.tally() == {"t": {"hits": 3, "computed": 3}}
+    assert C.tally() == {"t": {"hits": 3, "shared": 0, "computed": 3}}
     import json
 
     assert json.loads((tmp_path / "tally.json").read_text()) == C.tally()  # what the runner reads
+
+
+def test_values_an_earlier_stage_of_the_same_study_run_computed_are_shared_not_hits(tmp_path, monkeypatch):
+    """A cold study computes each value once and later stages read it: that is no warm run. Only values
+    written before the study run began are hits; entries of a cache from before entries kept their time
+    count as hits (their time is unknown)."""
+    import sqlite3
+    import time
+
+    from ragalign.core import cache as C
+
+    monkeypatch.setattr(C, "_TALLY", {})
+    monkeypatch.setattr(C, "_WRITTEN", set())
+    monkeypatch.delenv(C.TALLY_ENV, raising=False)
+    old = sqlite3.connect(tmp_path / "t.sqlite")  # the old schema: no write time
+    with old:
+        old.execute("CREATE TABLE entries (key TEXT PRIMARY KEY, value TEXT, checksum TEXT)")
+        old.execute("INSERT INTO entries VALUES (?, ?, ?)", (make_key("old"), "7", C._checksum("7")))
+    old.close()
+    Cache("t", tmp_path).put_many({make_key("before"): 1})
+    time.sleep(0.01)
+    monkeypatch.setenv(C.STUDY_START_ENV, str(time.time()))  # the study run begins
+    Cache("t", tmp_path).put_many({make_key("earlier stage"): 2})  # stage A of the run (another process)
+    monkeypatch.setattr(C, "_WRITTEN", set())  # stage B, a new process
+    keys = [make_key(k) for k in ("old", "before", "earlier stage", "new")]
+    values = Cache("t", tmp_path).map(keys, ["old", "before", "earlier stage", "new"], lambda xs: [9 for _ in xs])
+    assert values == [7, 1, 2, 9]
+    assert C.tally() == {"t": {"hits": 2, "shared": 1, "computed": 1}}
+
+
+def test_the_study_run_began_with_the_outermost_dvc_process_or_the_stage(monkeypatch):
+    from ragalign import runner
+
+    monkeypatch.delenv(runner.STUDY_START_ENV, raising=False)
+    assert runner.study_started(123.0) == 123.0  # pytest has no dvc above it: the stage is its own run
+    monkeypatch.setenv(runner.STUDY_START_ENV, "42.5")
+    assert runner.study_started(123.0) == 42.5
+
+
+def test_a_stage_under_dvc_repro_dates_the_study_run_from_dvc(tmp_path, monkeypatch):
+    """Run as ``dvc repro`` runs a stage (python .../dvc repro -> sh -> runner): the run began when dvc did."""
+    import subprocess
+    import sys
+    import time
+
+    from ragalign import runner
+
+    monkeypatch.delenv(runner.STUDY_START_ENV, raising=False)
+    fake_dvc = tmp_path / "dvc"
+    stage = "from ragalign.runner import study_started; import time; print(study_started(time.time()))"
+    fake_dvc.write_text(f"import subprocess, sys, time\ntime.sleep(0.5)\nsubprocess.run(['sh', '-c', sys.executable + ' -c \"{stage}\"'])\n")
+    before = time.time()
+    shown = subprocess.run([sys.executable, str(fake_dvc), "repro", "12_x"], capture_output=True, text=True, check=True)
+    started = float(shown.stdout)
+    assert before - 1 < started < before + 0.4  # dvc's start, not the stage's (0.5 s later)
 
 
 def test_a_stage_is_cold_only_when_no_value_came_from_the_cache():
@@ -183,3 +239,4 @@ def test_a_stage_is_cold_only_when_no_value_came_from_the_cache():
 
     assert temperature({})["cold"] and temperature({"lm": {"hits": 0, "computed": 5}})["cold"]
     assert not temperature({"lm": {"hits": 1, "computed": 5}, "gain": {"hits": 0, "computed": 2}})["cold"]
+    assert temperature({"lm": {"hits": 0, "shared": 13, "computed": 418}})["cold"]  # read from an earlier stage of the run

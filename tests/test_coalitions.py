@@ -175,6 +175,7 @@ def real_game(lm, k: int = 3):
     return coalition_prompts(QUESTION, [lm.truncate(d, 32) for d in DOCS[:k]])
 
 
+@pytest.mark.native_bf16
 def test_real_bf16_value_does_not_depend_on_the_other_prompts(real_lm, tmp_path):
     """Bitwise: each coalition scored alone, with its whole game, or in small chunks of a shuffled game."""
     prompts = real_game(real_lm)
@@ -190,6 +191,7 @@ def test_real_bf16_value_does_not_depend_on_the_other_prompts(real_lm, tmp_path)
     assert chunked == [together[i] for i in order]
 
 
+@pytest.mark.native_bf16
 def test_real_bf16_answers_of_one_prompt_pass_equal_each_alone(real_lm, tmp_path):
     prompts = real_game(real_lm)[-2:]
     both = prefix_token_logprobs(fresh(real_lm, tmp_path, "both"), prompts, [list(ANSWERS)] * len(prompts))
@@ -209,6 +211,7 @@ def test_real_bf16_answers_of_one_prompt_pass_equal_each_alone(real_lm, tmp_path
 BF16_MEAN_LOGPROB_TOL = 0.1
 
 
+@pytest.mark.native_bf16
 def test_real_bf16_model_matches_full_forward(real_lm, tmp_path):
     prompts = real_game(real_lm)
     answers = [list(ANSWERS) for _ in prompts]

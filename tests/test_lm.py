@@ -70,6 +70,7 @@ def smol_lm(tmp_path_factory):
     return LM("smollm2-135m-instruct", "bfloat16", cache_root=str(tmp_path_factory.mktemp("cache")), show_progress=False)
 
 
+@pytest.mark.native_bf16
 def test_bf16_scores_are_bitwise_batch_invariant(smol_lm):
     """The same (prompt, answer) gives the same bits alone or with any others, in any order."""
     answers = ["Paris", "William Shakespeare", "Italy", "France"]
@@ -94,6 +95,7 @@ def test_short_prompts_decode_in_full_groups_of_one_length(smol_lm):
     assert len(length) < len(short), "the test needs prompts that share a length"
 
 
+@pytest.mark.native_bf16
 def test_bf16_greedy_answers_are_batch_invariant(smol_lm):
     """A prompt's greedy reply is the same alone or next to others, in any order."""
     batched = smol_lm._generate(RAG_PROMPTS[:3], 8)
@@ -116,6 +118,7 @@ def test_answer_matches_the_two_pass_way(tiny_lm, monkeypatch, shared_prefill):
     assert tiny_lm.answer(PROMPTS, golds, 6) == out and tiny_lm.cache.hits == 3
 
 
+@pytest.mark.native_bf16
 def test_bf16_answer_is_batch_invariant(smol_lm):
     """A prompt's (reply, gold scores) from LM.answer are the same bits alone or with the others."""
     golds = [["Paris"], ["William Shakespeare", "Shakespeare"], ["Italy"], ["France"]]

@@ -49,6 +49,14 @@ def test_auto_is_bf16_where_it_is_native(fake_cpu):
     assert "runs bf16 natively" in numerics.explain(validate({}))
 
 
+def test_bf16_flags_below_torchs_avx512_kernels_are_not_native(fake_cpu):
+    """A bf16-capable CPU forced to AVX2 kernels (``ATEN_CPU_CAPABILITY=avx2``: how the project measures a
+    float32-only host on a bf16 one) computes as a float32-only CPU does."""
+    fake_cpu(ZEN5 | {"capability": "AVX2"})
+    assert validate({}).numerics().dtype == "float32"
+    assert "below the AVX512" in numerics.native_bf16("cpu")[1]
+
+
 def test_explicit_choices_win_and_emulated_bf16_warns(fake_cpu):
     fake_cpu(AVX2)
     p = validate({"models": {"dtype": "bfloat16"}, "retrieval": {"bf16_autocast": True}, "training": {"bf16_autocast": False}})
@@ -100,6 +108,12 @@ def test_the_estimate_scales_the_committed_run_by_the_probe(fake_cpu, tmp_path, 
     assert "05_selector_training: no cold figure yet (warm: some values came from the cache" in text
     assert "07_figret: no cold figure yet (measured on Other" in text
     assert "at least 180 min: 2 stage(s) without a cold figure (05_selector_training, 07_figret) are not counted" in text
+    # a warm re-run keeps the last cold figure (runner.last_cold), which the estimate then scales
+    warm = {"stage": "05_selector_training", "wall_s": 20, "peak_rss_mib": 1024, "cold": False, "host": there}
+    (timings / "05_selector_training.json").write_text(json.dumps({**warm, "last_cold": {"wall_s": 600, "peak_rss_mib": 4096, "host": there}}))
+    text = cost.estimate(validate({}), tmp_path)
+    assert "05_selector_training:   30.0 min here (10.0 min cold there, kept from an earlier run: the last was warm; peak 4.0 GiB)" in text
+    assert "at least 210 min: 1 stage(s) without a cold figure (07_figret)" in text
 
 
 def test_another_resolution_makes_dvc_status_report_the_stages_stale(fake_cpu, tmp_path):

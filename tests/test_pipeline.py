@@ -1,9 +1,13 @@
-"""End to end: the real `dvc repro` of the whole pipeline on a tiny benchmark, twice.
+"""End to end: the real `dvc repro` of the whole pipeline on a tiny benchmark, twice at once.
 
 The tiny benchmark is a HotpotQA-format file written by the test; params are shrunk so every
-stage runs in seconds with the real packaged models. The second run starts from an empty LLM
-cache and must reproduce every metrics file and report byte for byte; a stage killed mid-way
-must resume from its cache and finish with the same results.
+stage runs in seconds with the real packaged models. A twin study, in its own folder with its own
+empty LLM cache, runs at the same time and must reproduce every metrics file and report byte for
+byte; a stage killed mid-way must resume from its cache and finish with the same results.
+
+The tests here share the tiny study and run in order in one pytest-xdist worker (``make test``:
+``-n 2 --dist loadfile``); the other benchmarks' studies (test_other_benchmarks.py) and the unit
+tests run beside them.
 """
 
 from __future__ import annotations
@@ -23,65 +27,43 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ragalign.smoke import make_study as build_study
+from tests.study import make_study, run, run_together, snapshot, stage_outputs
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
-def stage_outputs(repo: Path) -> list[Path]:
-    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
-    paths = []
-    for stage in stages.values():
-        for kind in ("outs", "metrics", "plots"):
-            for entry in stage.get(kind, []):
-                name = entry if isinstance(entry, str) else next(iter(entry))
-                paths.append(repo / name)
-    return paths
-
-
-def run(cmd: list[str], repo: Path, env: dict) -> subprocess.CompletedProcess:
-    out = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
-    assert out.returncode == 0, f"{' '.join(cmd)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-6000:]}"
-    return out
-
-
-def make_study(tmp_path_factory, dataset: str = "hotpotqa") -> tuple[Path, Path, dict]:
-    """The smoke study (params.smoke.yaml) of ``dataset`` in a temporary folder, and its environment."""
-    repo, cache, guard = (tmp_path_factory.mktemp(name) for name in (f"study_{dataset}", "cache", "guard"))
-    env = build_study(repo, cache, guard, dataset)
-    probe = subprocess.run([sys.executable, "-c", "import socket; socket.create_connection(('1.1.1.1', 443), timeout=5)"], env=env, capture_output=True, text=True)
-    assert "network blocked by the offline test" in probe.stderr
-    return repo, cache, env
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> dict:
+    """The smoke study and a twin of it (its own folder, its own empty LLM cache), run by `dvc repro` at the
+    same time; what the end-to-end test checks is captured here, before any other test touches the study,
+    so the tests that share it may run in any order (pytest-xdist does not keep the file's order)."""
+    repo, cache, env = make_study(tmp_path_factory)
+    twin, twin_cache, twin_env = make_study(tmp_path_factory)
+    assert not (twin_cache / "lm.sqlite").exists()  # the twin recomputes every LLM evaluation
+    run_together([sys.executable, "-m", "dvc", "repro"], [(repo, env), (twin, twin_env)])
+    status = json.loads(run([sys.executable, "-m", "dvc", "status", "--json"], repo, env).stdout)
+    missing = [str(p.relative_to(repo)) for p in stage_outputs(repo) if not p.exists()]
+    return {"study": (repo, cache, env), "status": status, "missing": missing, "first": snapshot(repo), "twin": snapshot(twin)}
 
 
 @pytest.fixture(scope="module")
-def tiny_repo(tmp_path_factory):
-    return make_study(tmp_path_factory)
+def tiny_repo(tiny_run) -> tuple[Path, Path, dict]:
+    """The study's folder, its LLM cache and its environment, after its full `dvc repro`."""
+    return tiny_run["study"]
 
 
-def snapshot(repo: Path) -> dict[str, bytes]:
-    files = sorted((repo / "results" / "metrics").glob("*.json")) + sorted((repo / "reports").glob("*.ipynb"))
-    return {str(f.relative_to(repo)): f.read_bytes() for f in files}
-
-
-def test_full_pipeline_runs_and_is_deterministic(tiny_repo):
-    repo, cache, env = tiny_repo
-    run([sys.executable, "-m", "dvc", "repro"], repo, env)
-    missing = [str(p.relative_to(repo)) for p in stage_outputs(repo) if not p.exists()]
-    assert not missing, f"declared outputs missing: {missing}"
-    for metrics in (repo / "results" / "metrics").glob("*.json"):
-        assert json.loads(metrics.read_text()), metrics.name
-    baselines = json.loads((repo / "results/metrics/baselines.json").read_text())
+def test_full_pipeline_runs_and_is_deterministic(tiny_run):
+    """The whole pipeline, and a twin of it from an empty LLM cache in another folder, at the same time:
+    every metrics file and report byte for byte the same."""
+    assert not tiny_run["missing"], f"declared outputs missing: {tiny_run['missing']}"
+    first, second = tiny_run["first"], tiny_run["twin"]
+    for name, content in first.items():
+        if name.startswith("results/metrics/"):
+            assert json.loads(content), name
+    baselines = json.loads(first["results/metrics/baselines.json"])
     for variant in ("no_retrieval", "oracle", "bm25", "dense", "reranker"):
         assert 0 <= baselines[variant]["f1"]["lo"] <= baselines[variant]["f1"]["mean"] <= baselines[variant]["f1"]["hi"] <= 1
-    first = snapshot(repo)
-    status = json.loads(run([sys.executable, "-m", "dvc", "status", "--json"], repo, env).stdout)
-    assert status == {}, status  # every stage, 00_numerics included, is up to date with dvc.lock
-
-    (cache / "lm.sqlite").unlink()  # second run recomputes every LLM evaluation
-    run([sys.executable, "-m", "dvc", "repro", "--force"], repo, env)
-    second = snapshot(repo)
+    assert tiny_run["status"] == {}, tiny_run["status"]  # every stage, 00_numerics included, is up to date with dvc.lock
     assert first.keys() == second.keys()
     differ = [name for name in first if first[name] != second[name]]
     assert not differ, f"not byte-identical on a second run: {differ}"
@@ -195,27 +177,3 @@ def test_queued_sweep_gives_a_comparison_table(tiny_repo):
 # reading it (01), retrieving over its corpus (02), answering with its gold passages (03) and training the
 # reader on its other questions (08). Every later stage reads only the questions/passages/rankings
 # contracts, which the HotpotQA study above runs end to end.
-FORMAT_STAGES = ("03_rag_baselines", "08_reader_tuning")
-
-
-@pytest.mark.parametrize(("dataset", "stages"), [("squad", FORMAT_STAGES), ("nq_open", FORMAT_STAGES[:1])])
-def test_the_study_runs_on_the_other_benchmarks(tmp_path_factory, dataset, stages):
-    """`data.dataset=squad|nq_open`: the stages that read the benchmark run on it, one gold passage per question
-    (the reader's, 08, on SQuAD: it reads the benchmark with the same reader as 01, which both formats run)."""
-    repo, _, env = make_study(tmp_path_factory, dataset)
-    run([sys.executable, "-m", "dvc", "repro", *stages], repo, env)
-    status = json.loads(run([sys.executable, "-m", "dvc", "status", "--json", *stages], repo, env).stdout)
-    assert status == {}, status  # every stage they need ran and is locked
-    data = json.loads((repo / "results/metrics/data.json").read_text())
-    assert data["dataset"] == dataset and data["gold_passages_per_question"] == 1.0
-    baselines = json.loads((repo / "results/metrics/baselines.json").read_text())
-    assert {"no_retrieval", "oracle", "bm25", "dense", "reranker"} <= set(baselines)
-    assert all(0 <= baselines[v]["f1"]["mean"] <= 1 for v in ("oracle", "dense"))
-    if "08_reader_tuning" in stages:
-        reader = json.loads((repo / "results/metrics/reader.json").read_text())
-        questions = reader["training"]["questions"]  # set -> source -> count
-        assert questions["tuned"]["benchmark"] > 0 and questions["tuned"].get("study train", 0) == 0  # the benchmark's other questions only
-        assert questions["fair budget"]["study train"] == yaml.safe_load((repo / "params.yaml").read_text())["data"]["n_train"]
-        assert {"tuned:dense", "untuned:oracle"} <= set(reader)
-    report = json.loads((repo / "reports/01_prepare_data.ipynb").read_text())
-    assert dataset in "".join(report["cells"][1]["source"])  # the findings name the benchmark

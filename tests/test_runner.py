@@ -261,3 +261,32 @@ def test_notebooks_only_read_artifacts_and_draw():
         if calls:
             offenders[source.name] = calls
     assert not offenders, f"notebooks compute (move it into the library): {offenders}"
+
+
+def test_a_warm_rerun_keeps_the_last_cold_figure():
+    from ragalign.runner import last_cold
+
+    host = {"cpu": "X", "dtype": "bfloat16"}
+    cold = {"stage": "s", "wall_s": 600.0, "peak_rss_mib": 4096, "cold": True, "cache": {"lm": {"hits": 0, "computed": 9}}, "host": host}
+    warm = {"stage": "s", "wall_s": 20.0, "peak_rss_mib": 1024, "cold": False, "cache": {"lm": {"hits": 9, "computed": 0}}, "host": host}
+    kept = last_cold(cold, warm)
+    assert kept == {"wall_s": 600.0, "peak_rss_mib": 4096, "cache": cold["cache"], "host": host}
+    assert last_cold({**warm, "last_cold": kept}, warm) == kept  # carried through any number of warm runs
+    assert last_cold({**warm, "last_cold": kept}, cold) is None  # a cold run is its own figure
+    assert last_cold(None, warm) is None and last_cold(warm, warm) is None  # nothing cold to keep
+
+
+def test_the_previous_record_is_the_committed_one_when_dvc_removed_the_file(tmp_path, monkeypatch):
+    from ragalign.runner import previous_record
+
+    monkeypatch.chdir(tmp_path)
+    record = Path("results/timings/03_rag_baselines.json")
+    assert previous_record(record) is None  # not a git repository
+    subprocess.run(["git", "init", "-q"], check=True)
+    record.parent.mkdir(parents=True)
+    record.write_text('{"wall_s": 600.0, "cold": true}')
+    assert previous_record(record) == {"wall_s": 600.0, "cold": True}  # the file, when it is there
+    subprocess.run(["git", "add", "-A"], check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "a cold run"], check=True)
+    record.unlink()  # what `dvc repro` does before it runs the stage
+    assert previous_record(record) == {"wall_s": 600.0, "cold": True}

@@ -59,13 +59,24 @@ def test_readme_injection_round_trip(tmp_path):
 
 def test_timings_table_names_the_variants_each_stage_builds(tmp_path):
     (tmp_path / "03_rag_baselines.json").write_text('{"stage": "03_rag_baselines", "wall_s": 300.0, "peak_rss_mib": 2048, "cold": true, "cache": {"lm": {"hits": 0, "computed": 9}}}')
-    (tmp_path / "05_selector_training.json").write_text('{"stage": "05_selector_training", "wall_s": 90.0, "peak_rss_mib": 1024, "cold": false, "cache": {"lm": {"hits": 1200, "computed": 3}}}')
+    (tmp_path / "05_selector_training.json").write_text('{"stage": "05_selector_training", "wall_s": 90.0, "peak_rss_mib": 1024, "cold": false, '
+                                                         '"cache": {"lm": {"hits": 1200, "computed": 3}}, "last_cold": {"wall_s": 600.0, "peak_rss_mib": 3072}}')
     (tmp_path / "07_figret.json").write_text('{"stage": "07_figret", "wall_s": 60.0, "peak_rss_mib": 1024}')
     lines = timings_table(tmp_path).splitlines()
-    assert lines[2].startswith("| 03_rag_baselines | no retrieval, oracle (gold passages), BM25 top-k, dense top-k, relevance reranker | 5.0 min | cold | 2.0 GiB |")
-    assert "GainRAG, α = 0" in lines[3] and "| 1.5 min | warm (1,200 values from the cache) | 1.0 GiB |" in lines[3]
-    assert "| 1.0 min | not recorded |" in lines[4]
-    assert lines[-1] == "| **total** | | **7.5 min** | not all cold | |"
+    assert lines[2].startswith("| 03_rag_baselines | no retrieval, oracle (gold passages), BM25 top-k, dense top-k, relevance reranker | 5.0 min | cold | 5.0 min | 2.0 GiB |")
+    assert "GainRAG, α = 0" in lines[3] and "| 1.5 min | warm (1,200 values from the cache) | 10.0 min | 3.0 GiB |" in lines[3]
+    assert "| 1.0 min | not recorded | – |" in lines[4]
+    assert lines[-1] == "| **total** | | **7.5 min** | not all cold | incomplete | |"
+    (tmp_path / "07_figret.json").unlink()
+    assert "| **total** | | **6.5 min** | not all cold | **15.0 min** | |" in timings_table(tmp_path).splitlines()
+    host = '"host": {"cpu": "Xeon", "capability": "AVX512", "dtype": "bfloat16"}'
+    for name, text in (("03_rag_baselines", '{"stage": "03_rag_baselines", "wall_s": 300.0, "peak_rss_mib": 2048, "cold": true, ' + host + "}"),
+                       ("05_selector_training", '{"stage": "05_selector_training", "wall_s": 90.0, "peak_rss_mib": 1024, "cold": false, '
+                                                '"last_cold": {"wall_s": 600.0, "peak_rss_mib": 3072, ' + host + "}}")):
+        (tmp_path / f"{name}.json").write_text(text)
+    text = timings_table(tmp_path, float32_factor=4.0)
+    assert "A cold run of these stages: **15 min** on Xeon (AVX512, bfloat16)." in text
+    assert "takes 4.0x as long" in text and "about **1.0 h** on an AVX2-only CPU" in text
 
 
 def test_headline_figure_marks_references_and_colours_verdicts(tmp_path):

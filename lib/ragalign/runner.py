@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from ragalign.core.io import TALLY_ENV, atomic_write_text
+from ragalign.core.io import STUDY_START_ENV, TALLY_ENV, atomic_write_text
 from ragalign.core.numerics import NumericsMismatch, check_recorded
 from ragalign.core.params import ParamsError, load
 
@@ -79,12 +80,52 @@ def findings_first(nb: dict) -> dict:
     return nb
 
 
+def study_started(default: float) -> float:
+    """When the study run began: ``STUDY_START_ENV`` when set, else the start of the outermost ``dvc repro`` or
+    ``dvc exp run`` process above this one, else ``default`` (the stage run by hand is its own study run)."""
+    import psutil
+
+    if os.environ.get(STUDY_START_ENV):
+        return float(os.environ[STUDY_START_ENV])
+    started = default
+    for process in psutil.Process().parents():
+        try:
+            words = [Path(w).name for w in process.cmdline()[:4]]
+        except psutil.Error:
+            continue
+        if "dvc" in words and ("repro" in words or "exp" in words):
+            started = min(started, process.create_time())
+    return started
+
+
 def temperature(values: dict[str, dict[str, int]]) -> dict:
-    """Whether a stage ran cold: ``cache`` (per namespace, values read from the on-disk cache and values
-    computed, ``core.cache.tally``) and ``cold`` (True when none was read: its time is what computing
-    costs; False when some were, a warm time that :mod:`ragalign.core.cost` never scales)."""
+    """Whether a stage ran cold: ``cache`` (per namespace, ``core.cache.tally``: values computed, values an
+    earlier stage of the same study run computed, ``shared``, and values an earlier run left, ``hits``) and
+    ``cold`` (True when there was no hit: its time is what a cold study spends on it; False when there was,
+    a warm time that :mod:`ragalign.core.cost` never scales)."""
     hits = sum(v["hits"] for v in values.values())
     return {"cache": values, "cold": hits == 0}
+
+
+def last_cold(previous: dict | None, now: dict) -> dict | None:
+    """The cold figure a warm run keeps: none when it ran cold (its own record is one), else the last cold
+    one (the previous record, or what that record kept). A warm re-run never erases what a cold run
+    measured, and :mod:`ragalign.core.cost` scales only cold figures."""
+    if now.get("cold") or not previous:
+        return None
+    if previous.get("cold"):
+        return {k: previous[k] for k in ("wall_s", "peak_rss_mib", "cache", "host") if k in previous}
+    return previous.get("last_cold")
+
+
+def previous_record(path: Path) -> dict | None:
+    """A stage's previous timing record: the file when it is there (the runner run by hand), else the committed
+    one (``git show HEAD:path``: ``dvc repro`` removes a stage's outputs before it runs it, and a ``persist``
+    output would cost the stage DVC's run cache). None outside git or before the first commit."""
+    if path.exists():
+        return json.loads(path.read_text())
+    shown = subprocess.run(["git", "show", f"HEAD:{path.as_posix()}"], capture_output=True, text=True)
+    return json.loads(shown.stdout) if shown.returncode == 0 else None
 
 
 def run_host(params) -> dict:
@@ -118,6 +159,8 @@ def run_stage(stage: str, params_path: str = "params.yaml", root: str | Path = "
     with tempfile.TemporaryDirectory() as tmp:
         tally_file = Path(tmp) / "cache_tally.json"
         os.environ[TALLY_ENV] = str(tally_file)  # the kernel inherits it and reports its cache hits there
+        preset = os.environ.get(STUDY_START_ENV)
+        os.environ[STUDY_START_ENV] = str(study_started(start))  # values written since are shared, not hits
         src_nb = Path(tmp) / f"{stage}.ipynb"
         jupytext.write(jupytext.read(source), src_nb)
         out_nb = Path(tmp) / "executed.ipynb"
@@ -133,10 +176,15 @@ def run_stage(stage: str, params_path: str = "params.yaml", root: str | Path = "
                 atomic_write_text(report, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
             values = json.loads(tally_file.read_text()) if tally_file.exists() else {}
             os.environ.pop(TALLY_ENV, None)
+            os.environ.pop(STUDY_START_ENV, None) if preset is None else os.environ.update({STUDY_START_ENV: preset})
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     timing = {"stage": stage, "wall_s": round(time.time() - start, 1), "peak_rss_mib": round(peak_mib), "slowest_cells": slowest,
               **temperature(values), "host": run_host(params)}
-    atomic_write_text(Path("results/timings") / f"{stage}.json", json.dumps(timing, indent=1, ensure_ascii=False) + "\n")
+    record = Path("results/timings") / f"{stage}.json"
+    kept = last_cold(previous_record(record), timing)
+    if kept:
+        timing["last_cold"] = kept
+    atomic_write_text(record, json.dumps(timing, indent=1, ensure_ascii=False) + "\n")
     print(f"[ragalign] {stage}: {timing['wall_s']} s, peak memory {timing['peak_rss_mib']} MiB -> {report}")
     for row in slowest:
         print(f"[ragalign]   cell {row['cell']:>3}: {row['seconds']:>7.1f} s  {row['code']}")

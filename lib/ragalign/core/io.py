@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 TALLY_ENV = "RAGALIGN_CACHE_TALLY"  # where a stage's kernel writes its LLM-cache tally for the runner (core.cache.tally)
+STUDY_START_ENV = "RAGALIGN_STUDY_START"  # when the study run (the ``dvc repro`` running the stage) began, unix seconds
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temporary file and an atomic rename."""

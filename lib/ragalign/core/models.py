@@ -10,6 +10,7 @@ import functools
 import importlib.util
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,12 +160,22 @@ def _convert_gguf(name: str) -> Path:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.replace(target)  # atomic: a half-written conversion is never mistaken for a finished one
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # each process writes its own folder and renames it into place: a half-written conversion is never
+    # mistaken for a finished one, and processes converting at once (pytest-xdist workers) never collide
+    tmp = Path(tempfile.mkdtemp(prefix=f"{name}.", suffix=".tmp", dir=target.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if target.exists() and not (target / "model.safetensors").exists():
+            shutil.rmtree(target, ignore_errors=True)  # a stale, unfinished folder from an older layout
+        try:
+            tmp.rename(target)
+        except OSError:
+            if not (target / "model.safetensors").exists():
+                raise  # not another process's finished conversion: a real failure
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

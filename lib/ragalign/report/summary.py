@@ -185,7 +185,7 @@ def computed_in_text(numerics: dict, host: dict | None = None) -> str:
     return line + ": results/numerics.json; another machine may resolve other numerics, and `dvc repro` then re-runs the study.*"
 
 
-def timings_table(folder: str | Path = "results/timings") -> str:
+def timings_table(folder: str | Path = "results/timings", float32_factor: float | None = None) -> str:
     """Markdown table of each stage's last wall time and peak memory, and the variants it builds.
 
     Wall times depend on the machine and its load, so they live here (the README) and never in the
@@ -198,14 +198,59 @@ def timings_table(folder: str | Path = "results/timings") -> str:
     builds.setdefault("10_rag_e_audit", []).append("(audit of seven variants)")
     builds.setdefault("11_summary", []).append("(this table)")
     rows = [json.loads(f.read_text()) for f in sorted(Path(folder).glob("*.json")) if f.stem not in ("00_numerics", "11_summary", "probe")]  # 11 is running now; 00 and its probe are re-run by `make study` before every repro (seconds)
-    lines = ["| stage | builds | wall time | cold? | peak memory |", "|---|---|---:|---|---:|"]
+    lines = ["| stage | builds | wall time | cold? | last cold time | peak memory |", "|---|---|---:|---|---:|---:|"]
     lines += [
-        f"| {r['stage']} | {', '.join(builds.get(r['stage'], [])) or '–'} | {r['wall_s'] / 60:.1f} min | {temperature_word(r)} | {r['peak_rss_mib'] / 1024:.1f} GiB |"
+        f"| {r['stage']} | {', '.join(builds.get(r['stage'], [])) or '–'} | {r['wall_s'] / 60:.1f} min | {temperature_word(r)} | "
+        f"{_minutes(cold_seconds(r))} | {max(r['peak_rss_mib'], r.get('last_cold', {}).get('peak_rss_mib', 0)) / 1024:.1f} GiB |"
         for r in rows
     ]
     total = sum(r["wall_s"] for r in rows)
+    colds = [cold_seconds(r) for r in rows]
+    cold_total = f"**{_minutes(sum(colds))}**" if all(c is not None for c in colds) else "incomplete"
     cold = all(r.get("cold") for r in rows)
-    return "\n".join(lines) + f"\n| **total** | | **{total / 60:.1f} min** | {'cold' if cold else 'not all cold'} | |\n"
+    table = "\n".join(lines) + f"\n| **total** | | **{total / 60:.1f} min** | {'cold' if cold else 'not all cold'} | {cold_total} | |\n"
+    return table + cold_cost_text(rows, float32_factor)
+
+
+PROBE_SPEED = Path("bench/results/probe_speed.json")  # bench/probe_speed.py: the probe in bf16, float32, float32 on AVX2 kernels
+
+
+def avx2_factor(root: str | Path = ".") -> float | None:
+    """How many times its cold time a run costs on an AVX2-only CPU of the bench machine's clock and cores:
+    the probe in float32 with torch's kernels capped at AVX2 over the native bf16 probe (``bench/probe_speed.py``),
+    None before that bench has run. What ``models.dtype=auto`` resolves on a CPU without native bf16."""
+    path = Path(root, PROBE_SPEED)
+    return json.loads(path.read_text())["float32_avx2_over_bf16"] if path.exists() else None
+
+
+def cold_cost_text(rows: list[dict], float32_factor: float | None) -> str:
+    """What a cold run costs on the machines its cold figures name, and on a float32-only CPU of the same clock."""
+    colds = [cold_seconds(r) for r in rows]
+    if not rows or any(c is None for c in colds):
+        return ""
+    hosts = sorted({_host_words((r if r.get("cold") else r["last_cold"]).get("host", {})) for r in rows})
+    minutes = sum(colds) / 60
+    text = f"\nA cold run of these stages: **{minutes:.0f} min** on {' and '.join(hosts)}."
+    if float32_factor:
+        text += (f" A CPU without native bf16 computes in float32: there one forward of the cost probe takes {float32_factor:.1f}x as long "
+                 f"(`bench/probe_speed.py`, float32 on AVX2 kernels against bf16, on this machine), so about **{minutes * float32_factor / 60:.1f} h** "
+                 "on an AVX2-only CPU of this clock and core count; `python -m ragalign.core.cost` measures yours.")
+    return text + "\n"
+
+
+def _host_words(host: dict) -> str:
+    return f"{host.get('cpu', 'an unrecorded CPU')} ({host.get('capability', '?')}, {host.get('dtype', '?')})"
+
+
+def cold_seconds(timing: dict) -> float | None:
+    """The stage's cold wall time: this run's when it ran cold, else the last cold run's it kept, else None."""
+    if timing.get("cold"):
+        return timing["wall_s"]
+    return timing.get("last_cold", {}).get("wall_s")
+
+
+def _minutes(seconds: float | None) -> str:
+    return "–" if seconds is None else f"{seconds / 60:.1f} min"
 
 
 def temperature_word(timing: dict) -> str:

@@ -15,6 +15,7 @@ from ragalign.report.summary import (
     TUNED_AUDIT,
     VARIANT_SOURCES,
     alignment_columns,
+    avx2_factor,
     build_costs,
     computed_in_text,
     failed_gates_text,
@@ -125,7 +126,7 @@ def run(P: Params, readme: str = "README.md") -> Result:
     artifacts.SUMMARY_METRICS.write(summary)
     artifacts.HEADLINE.write(headline + "\n" + caption + "\n")
     # wall times go to the README only, never into the report: they change from run to run
-    inject_readme(readme, timings_table(), name="timings")
+    inject_readme(readme, timings_table(float32_factor=avx2_factor()), name="timings")
     figures = "\n\n![variants](figures/summary_variants.png)\n![cost and alignment](figures/summary_cost_alignment.png)\n"
     inject_readme(readme, computed_in + "\n\n" + gate_line + "\n\n" + headline + "\n" + caption + figures)
     inject_readme(readme, seam, name="seam")
