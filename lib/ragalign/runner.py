@@ -176,7 +176,10 @@ def run_stage(stage: str, params_path: str = "params.yaml", root: str | Path = "
                 atomic_write_text(report, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
             values = json.loads(tally_file.read_text()) if tally_file.exists() else {}
             os.environ.pop(TALLY_ENV, None)
-            os.environ.pop(STUDY_START_ENV, None) if preset is None else os.environ.update({STUDY_START_ENV: preset})
+            if preset is None:
+                os.environ.pop(STUDY_START_ENV, None)
+            else:
+                os.environ[STUDY_START_ENV] = preset
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     timing = {"stage": stage, "wall_s": round(time.time() - start, 1), "peak_rss_mib": round(peak_mib), "slowest_cells": slowest,
               **temperature(values), "host": run_host(params)}

@@ -16,8 +16,7 @@ import sys
 from pathlib import Path
 
 from ragalign.core import artifacts
-from ragalign.core.numerics import PROBE_TOKENS, explain, probe, resolve
-from ragalign.report.summary import avx2_factor
+from ragalign.core.numerics import PROBE_TOKENS, avx2_factor, explain, probe, resolve
 
 
 def stage_times(root: str | Path = ".") -> list[dict]:
@@ -84,7 +83,7 @@ def estimate(params, root: str | Path = ".") -> str:
     factor = avx2_factor(root)
     if factor and resolve(params).dtype == "bfloat16":
         lines.append(f"on a CPU without native bf16 (float32, AVX2 kernels) one forward takes {factor:.1f}x as long (bench/probe_speed.py): "
-                     f"about {total * factor:.0f} min at this machine's clock")
+                     f"{'at least' if missing else 'about'} {total * factor:.0f} min at this machine's clock")
     return "\n".join(lines)
 
 

@@ -15,6 +15,7 @@ same stage writes the machine (``artifacts.HOST``) and a short speed probe (``ar
 from __future__ import annotations
 
 import functools
+import json
 import platform
 import time
 import warnings
@@ -157,6 +158,17 @@ def probe(params) -> float:
             model(ids)
             times.append(time.perf_counter() - start)
     return min(times)  # the machine's speed; a shared host's load only adds (medians of three varied by 30%)
+
+
+PROBE_SPEED = Path("bench/results/probe_speed.json")  # bench/probe_speed.py: the probe in bf16, float32, float32 on AVX2 kernels
+
+
+def avx2_factor(root: str | Path = ".") -> float | None:
+    """How many times its cold time a run costs on an AVX2-only CPU of the bench machine's clock and cores:
+    the probe in float32 with torch's kernels capped at AVX2 over the native bf16 probe (``bench/probe_speed.py``),
+    None before that bench has run. What ``models.dtype=auto`` resolves on a CPU without native bf16."""
+    path = Path(root, PROBE_SPEED)
+    return json.loads(path.read_text())["float32_avx2_over_bf16"] if path.exists() else None
 
 
 class NumericsMismatch(RuntimeError):

@@ -212,17 +212,6 @@ def timings_table(folder: str | Path = "results/timings", float32_factor: float 
     return table + cold_cost_text(rows, float32_factor)
 
 
-PROBE_SPEED = Path("bench/results/probe_speed.json")  # bench/probe_speed.py: the probe in bf16, float32, float32 on AVX2 kernels
-
-
-def avx2_factor(root: str | Path = ".") -> float | None:
-    """How many times its cold time a run costs on an AVX2-only CPU of the bench machine's clock and cores:
-    the probe in float32 with torch's kernels capped at AVX2 over the native bf16 probe (``bench/probe_speed.py``),
-    None before that bench has run. What ``models.dtype=auto`` resolves on a CPU without native bf16."""
-    path = Path(root, PROBE_SPEED)
-    return json.loads(path.read_text())["float32_avx2_over_bf16"] if path.exists() else None
-
-
 def cold_cost_text(rows: list[dict], float32_factor: float | None) -> str:
     """What a cold run costs on the machines its cold figures name, and on a float32-only CPU of the same clock."""
     colds = [cold_seconds(r) for r in rows]

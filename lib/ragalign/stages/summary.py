@@ -9,13 +9,13 @@ import pandas as pd
 
 from ragalign.core import artifacts
 from ragalign.core.data import load_questions
+from ragalign.core.numerics import avx2_factor
 from ragalign.core.params import Params
 from ragalign.report.summary import (
     AUDITED,
     TUNED_AUDIT,
     VARIANT_SOURCES,
     alignment_columns,
-    avx2_factor,
     build_costs,
     computed_in_text,
     failed_gates_text,
