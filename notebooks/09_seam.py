@@ -9,13 +9,14 @@
 # %% [markdown]
 # # 09 · Which side of the seam to align?
 #
-# Every retriever-side variant (no retrieval, oracle, BM25, dense, the relevance reranker, GainRAG,
-# RADIO, FiGRet) passes its own test contexts, exactly as its stage did, to two generators: the
-# untuned one (the stages' own answers) and the reader tuned in stage 08. Paired per question on the
-# gold-answer log-prob:
+# Every ranked retriever-side method (BM25, dense, the relevance reranker, GainRAG, RADIO, FiGRet) is
+# cut at the same k, each of `seam.ks` (its own stage's ranking; at its own stage's k these are exactly
+# the contexts that stage answered with), and passed with no retrieval and the oracle to two
+# generators: the untuned one and the reader tuned in stage 08. No row compares one passage with five.
+# Paired per question on the gold-answer log-prob:
 #
 # - **tuned − untuned** on each retriever: does tuning the generator help, and with which retriever?
-# - **each method − dense** under each reader: does retriever alignment start to matter once the reader reads?
+# - **each method − dense at the same k** under each reader: does retriever alignment start to matter once the reader reads?
 # - **the interaction** (the method's gain over dense with the tuned reader minus the same with the untuned one).
 #
 # Then **both sides** (RA-DIT's "both" cell): GainRAG re-run with the tuned reader as its teacher: gain
@@ -32,12 +33,15 @@ training: dict = {}
 gain: dict = {}
 selector: dict = {}
 reader: dict = {}
+radio: dict = {}
+seam: dict = {}
 
 # %%
 import pandas as pd
 from IPython.display import Markdown
 
 from ragalign.core import params, plots
+from ragalign.core.artifacts import seam_variant
 from ragalign.core.validity import describe_failures, describe_loss
 from ragalign.core.verdicts import BEATS, describe, label
 from ragalign.stages import seam as stage
@@ -70,24 +74,28 @@ _ = plots.interval_bars(long.rename(columns={"reader": "metric"}), "Gold-answer 
 pd.DataFrame({k: v for k, v in coupled.items() if k in ("best_gain_is_gold", "label_mean")}).T if coupled else "reader.coupled is off"
 
 # %% tags=["findings"]
-m, n = P.rag.equivalence_margin, summary["tuned:dense"]["n"]
+m, n, ks = P.rag.equivalence_margin, summary[f"tuned:{seam_variant('dense', P.seam.ks[0])}"]["n"], P.seam.ks
 helps = [v for v, p in paired.items() if p["tuned_minus_untuned"]["gold_logprob"]["verdict"] == BEATS]
-methods = [v for v in paired if v not in ("no_retrieval", "oracle", "dense")]
-under = "; ".join(describe(paired[v]["minus_dense_tuned"], v, "dense", m) for v in methods)
-inter = "; ".join(f"{v} {label(paired[v]['interaction']['verdict'])} ({paired[v]['interaction']['mean']:+.3f})" for v in methods)
+methods = [name for name, *_ in stage.RANKED if name != stage.REFERENCE]
+generator = "; ".join(f"with dense top-{k}, {describe(paired[seam_variant('dense', k)]['tuned_minus_untuned']['gold_logprob'], 'the tuned reader', 'the untuned one', m)}" for k in ks)
+under = " ".join(
+    f"At k = {k}: " + "; ".join(describe(paired[seam_variant(v, k)]["minus_dense_tuned"], f"{v} top-{k}", f"dense top-{k}", m) for v in methods) + "." for k in ks
+)
+inter = "; ".join(f"{v}@{k} {label(paired[seam_variant(v, k)]['interaction']['verdict'])} ({paired[seam_variant(v, k)]['interaction']['mean']:+.3f})" for k in ks for v in methods)
 both = (
     f" Both sides: with the tuned reader as GainRAG's teacher, the best-gain passage is gold for {coupled['best_gain_is_gold']['tuned_teacher']:.2f} of the train "
     f"questions (untuned teacher: {coupled['best_gain_is_gold']['untuned_teacher']:.2f}; {describe(coupled['best_gain_is_gold']['difference'], 'the tuned teacher', 'the untuned one')}); "
-    f"answered by the tuned reader, {describe(coupled['vs_uncoupled']['gold_logprob'], 'the coupled GainRAG', 'GainRAG labelled by the untuned generator', m)}; "
-    f"{describe(coupled['vs_dense']['gold_logprob'], 'the coupled GainRAG', 'dense top-k', m)}; "
-    f"{describe_loss(r.validity['coupled_selector_heldout_loss'], 'the coupled selector')}."
+    + "; ".join(
+        f"at k = {k}, answered by the tuned reader, {describe(coupled['vs_uncoupled'][str(k)]['gold_logprob'], 'the coupled GainRAG', 'GainRAG labelled by the untuned generator', m)} "
+        f"and {describe(coupled['vs_dense'][str(k)]['gold_logprob'], 'it', f'dense top-{k}', m)}" for k in ks
+    )
+    + f"; {describe_loss(r.validity['coupled_selector_heldout_loss'], 'the coupled selector')}."
     if coupled else ""
 )
 Markdown(
     describe_failures(r.validity, "seam")
     + f"Gold-answer log-prob, paired over {n} test questions. The generator side: tuning the reader "
-    f"{'raises it with ' + ', '.join(helps) if helps else 'raises it with no retriever'} (tuned minus untuned beats 0); with dense, "
-    f"{describe(paired['dense']['tuned_minus_untuned']['gold_logprob'], 'the tuned reader', 'the untuned one', m)}. "
-    f"The retriever side under the tuned reader, each method against dense: {under}. "
+    f"{'raises it with ' + ', '.join(helps) if helps else 'raises it with no retriever'} (tuned minus untuned beats 0); {generator}. "
+    f"The retriever side under the tuned reader, each method against dense at the same k. {under} "
     f"Interaction (method − dense, tuned minus untuned reader): {inter}.{both}"
 )

@@ -165,24 +165,30 @@ def _difference(mean: float, lo: float, hi: float, word: str) -> dict:
 
 
 def test_the_seam_block_says_which_side_moved_from_the_numbers():
-    """The 2 x N block of the README: rows in the study's order, verdict words from the metrics, and the lead
-    sentence naming the retriever-side methods that beat dense under the tuned reader (or none)."""
-    from ragalign.report.summary import SEAM_NAMES, seam_markdown
+    """The 2 x N block of the README: rows in the study's order (unranked, then each k), every method paired
+    with dense at its own k, verdict words from the metrics, and the lead naming, per k, the retriever-side
+    methods that beat dense under the tuned reader (or none)."""
+    from ragalign.core.artifacts import seam_variant
+    from ragalign.report.seam import SEAM_METHODS, SEAM_NAMES, seam_markdown
 
     none = _difference(0.02, -0.05, 0.09, "equivalent")
-    variants = list(SEAM_NAMES)[::-1]  # a metrics file may list them in any order
-    seam = {"paired": {}, "coupled": {}}
+    ranked = ["bm25", "dense", *SEAM_METHODS]
+    variants = ["oracle", "no_retrieval"] + [seam_variant(m, k) for k in (5, 1) for m in ranked[::-1]]  # any order
+    seam = {"ks": [1, 5], "paired": {}, "coupled": {}}
     for v in variants:
         seam[f"untuned:{v}"] = {"gold_logprob": {"mean": -4.0}}
         seam[f"tuned:{v}"] = {"gold_logprob": {"mean": -2.0}}
         seam["paired"][v] = {"tuned_minus_untuned": {"gold_logprob": _difference(2.0, 1.8, 2.2, "beats")}}
-        if v != "dense":
+        if "@" in v and not v.startswith("dense"):
             seam["paired"][v] |= {"minus_dense_untuned": none, "minus_dense_tuned": none, "interaction": none}
     reader = {"reading": {"tuned": {"gap_change": _difference(0.4, 0.1, 0.7, "beats")}}}
     text = seam_markdown(seam, 0.1, reader=reader)
-    assert "the reader tuned on dense top-k beats the untuned generator (" in text
-    assert "no retriever-side method beats dense top-k" in text and "Does it read?" in text
+    assert "with dense top-1, the reader tuned on dense top-k beats the untuned generator (" in text
+    assert "with dense top-5, the reader tuned on dense top-k beats" in text
+    assert "at k = 1, no retriever-side method beats dense top-1" in text and "Does it read?" in text
     rows = [line.split(" | ")[0].lstrip("| ") for line in text.splitlines() if line.startswith("| ") and "retriever side" not in line]
-    assert rows == [SEAM_NAMES[v] for v in SEAM_NAMES]
-    seam["paired"]["radio"]["minus_dense_tuned"] = _difference(0.3, 0.1, 0.5, "beats")
-    assert "Under the tuned reader, RADIO beats dense top-k" in seam_markdown(seam, 0.1, reader=reader)
+    names = [SEAM_NAMES[m] for m in ranked]
+    assert rows == ["no retrieval", "oracle (gold passages)"] + [f"{n} top-1" for n in names] + [f"{n} top-5" for n in names]
+    seam["paired"]["radio@5"]["minus_dense_tuned"] = _difference(0.3, 0.1, 0.5, "beats")
+    text = seam_markdown(seam, 0.1, reader=reader)
+    assert "at k = 5, RADIO beats dense top-5" in text and "at k = 1, no retriever-side method beats dense top-1" in text

@@ -171,7 +171,19 @@ READER_METRICS = metrics("08_reader_tuning", "reader", ("validity", "tuned_vs_un
 SEAM_ANSWERS = Artifact("results/seam/answers.parquet", "09_seam", "parquet", (*ANSWERS, "reader"), "every retriever-side variant's contexts answered by both readers")
 COUPLED_LABELS = Artifact("results/seam/coupled_labels.parquet", "09_seam", "parquet", ("qid", "pid", "label", "rank", "is_gold"), "gain labels from the tuned reader")
 COUPLED_RANKINGS = Artifact("results/seam/coupled_rankings.parquet", "09_seam", "parquet", RANKING, "the coupled GainRAG selector's test rankings")
-SEAM_METRICS = metrics("09_seam", "seam", ("paired", "coupled", "validity"))
+SEAM_METRICS = metrics("09_seam", "seam", ("ks", "paired", "coupled", "validity"))
+
+
+def seam_variant(method: str, k: int) -> str:
+    """A ranked method's variant name in stage 09's tables and metrics when it shows its top ``k``: ``dense@5``."""
+    return f"{method}@{k}"
+
+
+def seam_method(variant: str) -> tuple[str, int | None]:
+    """``dense@5`` -> (``dense``, 5); an unranked variant (``oracle``) -> (``oracle``, None)."""
+    method, _, k = variant.partition("@")
+    return method, int(k) if k else None
+
 
 # ---- 10 RAG-E audit -----------------------------------------------------------------------
 AUDIT_GAMES = Artifact("results/rag_e/games.parquet", "10_rag_e_audit", "parquet", ("variant", "qid", "order", "k", "ids"), "every audited game's values and Shapley values")

@@ -136,6 +136,12 @@ class CurveParams(Section):
         return self
 
 
+class SeamParams(Section):
+    """Stage 09: the 2 x N table, every ranked method cut at the same k."""
+
+    ks: list[Annotated[int, Field(ge=1)]] = Field([1, 5], min_length=1, description="passages shown by every ranked method (each row pairs a method with dense at the same k)")
+
+
 class ReaderParams(Section):
     """Generator alignment (``methods.reader``): the reader fine-tuned on the retriever's real top-k."""
 
@@ -200,6 +206,7 @@ class Params(BaseModel):
     reader: ReaderParams = ReaderParams()
     rag_e: RagEParams = RagEParams()
     curve: CurveParams = CurveParams()
+    seam: SeamParams = SeamParams()
 
     def numerics(self):
         """The device, dtype and autocast switches these params resolve to on this machine (``core.numerics``)."""
@@ -229,6 +236,11 @@ class Params(BaseModel):
             )
         if self.radio.top_k > self.radio.k:
             raise ValueError(f"radio.top_k={self.radio.top_k} exceeds radio.k={self.radio.k}")
+        ranked = {"retrieval.k": self.retrieval.k, "radio.k": self.radio.k, "selector.top_n + 1": self.selector.top_n + 1}
+        for k in self.seam.ks:  # every ranked method of stage 09 must rank at least k passages
+            for key, limit in ranked.items():
+                if k > limit:
+                    raise ValueError(f"seam.ks has {k}, more than the {key}={limit} passages ranked (allowed: 1..{min(ranked.values())})")
         bad = [r for r in self.radio.neg_ranks if not 1 <= r < self.radio.k]
         if bad:
             raise ValueError(f"radio.neg_ranks {bad} must lie in 1..{self.radio.k - 1} (rank 0 is the positive)")

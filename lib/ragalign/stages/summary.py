@@ -11,6 +11,7 @@ from ragalign.core import artifacts
 from ragalign.core.data import load_questions
 from ragalign.core.numerics import avx2_factor
 from ragalign.core.params import Params
+from ragalign.report.seam import seam_markdown
 from ragalign.report.summary import (
     AUDITED,
     TUNED_AUDIT,
@@ -22,7 +23,6 @@ from ragalign.report.summary import (
     inject_readme,
     markdown_table,
     paired_table,
-    seam_markdown,
     timings_table,
     validity_gates,
     variant_rows,
