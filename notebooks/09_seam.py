@@ -44,6 +44,7 @@ from ragalign.core import params, plots
 from ragalign.core.artifacts import seam_variant
 from ragalign.core.validity import describe_failures, describe_loss
 from ragalign.core.verdicts import BEATS, describe, label
+from ragalign.report.seam import radit_markdown
 from ragalign.stages import seam as stage
 
 P = params.from_namespace(globals())
@@ -66,6 +67,16 @@ long = pd.DataFrame(
     [{"variant": v, "reader": n, **summary[f"{n}:{v}"]["gold_logprob"]} for v in paired for n in ("untuned", "tuned")]
 )
 _ = plots.interval_bars(long.rename(columns={"reader": "metric"}), "Gold-answer log-prob: each retriever under both readers (95% CI)", "figures/seam_2xN.png", ylabel="mean token log-prob of the gold answer")
+
+# %% [markdown]
+# ## RA-DIT's 2 × 2 at the largest k
+#
+# Each learner's contexts with the untuned generator (retriever alone), dense contexts with the tuned
+# reader (reader alone), the learner's contexts with the tuned reader (both), every cell paired per
+# question against dense read by the untuned generator; the interaction is both minus each alone.
+
+# %%
+Markdown(radit_markdown({"ks": P.seam.ks, "paired": paired, "coupled": coupled}, max(P.seam.ks)))
 
 # %% [markdown]
 # ## Both sides: GainRAG with the tuned reader as its teacher

@@ -180,15 +180,19 @@ def test_the_seam_block_says_which_side_moved_from_the_numbers():
         seam[f"tuned:{v}"] = {"gold_logprob": {"mean": -2.0}}
         seam["paired"][v] = {"tuned_minus_untuned": {"gold_logprob": _difference(2.0, 1.8, 2.2, "beats")}}
         if "@" in v and not v.startswith("dense"):
-            seam["paired"][v] |= {"minus_dense_untuned": none, "minus_dense_tuned": none, "interaction": none}
+            seam["paired"][v] |= {"minus_dense_untuned": none, "minus_dense_tuned": none, "both": _difference(2.1, 1.9, 2.3, "beats"), "interaction": none}
     reader = {"reading": {"tuned": {"gap_change": _difference(0.4, 0.1, 0.7, "beats")}}}
     text = seam_markdown(seam, 0.1, reader=reader)
     assert "with dense top-1, the reader tuned on dense top-k beats the untuned generator (" in text
     assert "with dense top-5, the reader tuned on dense top-k beats" in text
     assert "at k = 1, no retriever-side method beats dense top-1" in text and "Does it read?" in text
-    rows = [line.split(" | ")[0].lstrip("| ") for line in text.splitlines() if line.startswith("| ") and "retriever side" not in line]
+    table = next(block for block in text.split("\n\n") if block.startswith("| retriever side"))
+    rows = [line.split(" | ")[0].lstrip("| ") for line in table.splitlines()[2:]]
     names = [SEAM_NAMES[m] for m in ranked]
     assert rows == ["no retrieval", "oracle (gold passages)"] + [f"{n} top-1" for n in names] + [f"{n} top-5" for n in names]
+    two_by_two = [line for line in text.splitlines() if line.startswith("| RADIO |")]
+    assert two_by_two == ["| RADIO | +0.020 [-0.050, +0.090] equivalent | +2.000 [+1.800, +2.200] beats | +2.100 [+1.900, +2.300] beats | "
+                          "+0.020 [-0.050, +0.090] equivalent |"]  # RA-DIT's 2 x 2 at the largest k: retriever alone, reader alone, both, interaction
     seam["paired"]["radio@5"]["minus_dense_tuned"] = _difference(0.3, 0.1, 0.5, "beats")
     text = seam_markdown(seam, 0.1, reader=reader)
     assert "at k = 5, RADIO beats dense top-5" in text and "at k = 1, no retriever-side method beats dense top-1" in text

@@ -52,7 +52,7 @@ class Result:
     answers: pd.DataFrame  # one row per (reader, variant, question)
     summary: dict  # "reader:variant" -> em, f1, gold_logprob
     table: pd.DataFrame  # the 2 x N table
-    paired: dict  # per variant: tuned - untuned; method@k - dense@k under each reader; the interaction
+    paired: dict  # per variant: tuned - untuned; method@k - dense@k under each reader; both sides (tuned method - untuned dense); the interaction
     coupled: dict  # the coupled GainRAG at each k against its uncoupled version and dense, answered by the tuned reader
     validity: dict
 
@@ -162,10 +162,15 @@ def run(P: Params) -> Result:
             ref = seam_variant(REFERENCE, k)
             for r in READERS:
                 entry[f"minus_{REFERENCE}_{r}"] = with_verdict(paired_difference(by[f"{r}:{variant}"], by[f"{r}:{ref}"], "gold_logprob", n_boot, seed), margin)
+            entry["both"] = with_verdict(paired_difference(by[f"tuned:{variant}"], by[f"untuned:{ref}"], "gold_logprob", n_boot, seed), margin)
             entry["interaction"] = with_verdict(interaction(by, variant, ref, n_boot, seed), margin)
         paired[variant] = entry
     if P.reader.coupled:
         coupled["vs_uncoupled"] = {str(k): paired_outcomes(by[f"tuned:{seam_variant(COUPLED, k)}"], by[f"tuned:{seam_variant('gainrag', k)}"], n_boot, seed, margin) for k in P.seam.ks}
+        coupled["both"] = {  # RA-DIT's "both sides" cell: the coupled selector's contexts, tuned reader, against dense and the untuned generator
+            str(k): with_verdict(paired_difference(by[f"tuned:{seam_variant(COUPLED, k)}"], by[f"untuned:{seam_variant(REFERENCE, k)}"], "gold_logprob", n_boot, seed), margin)
+            for k in P.seam.ks
+        }
         coupled["vs_dense"] = {str(k): paired_outcomes(by[f"tuned:{seam_variant(COUPLED, k)}"], by[f"tuned:{seam_variant(REFERENCE, k)}"], n_boot, seed, margin) for k in P.seam.ks}
     table = seam_table(paired, summary)
     artifacts.SEAM_ANSWERS.write(answers)
