@@ -1,4 +1,4 @@
-"""The cost estimator's probe (one forward of a typical prompt) in the numerics users' CPUs compute in.
+"""The cost estimator's probe (one typical RAG answer: a 640-token prefill and 16 decode steps) in the numerics users' CPUs compute in.
 
     .venv/bin/python bench/probe_speed.py [--out bench/results/probe_speed.json]
 
@@ -8,8 +8,9 @@ the probe on this machine in bf16 (its native numerics), in float32, and in floa
 kernels capped at AVX2 (``ATEN_CPU_CAPABILITY=avx2``, with oneDNN's and MKL's GEMMs capped alike:
 ``ONEDNN_MAX_CPU_ISA=AVX2``, ``MKL_ENABLE_INSTRUCTIONS=AVX2``; each setting in its own process, as the
 caps must be set before torch loads). The float32/AVX2 over bf16 ratio is what an AVX2-only CPU of this one's
-clock and cores would pay per forward: the README's estimate for a float32-only machine. Each probe
-is the fastest of seven forwards after two warm-ups (``core.numerics.probe``); machine-dependent.
+clock and cores would pay per answer: the README's estimate for a float32-only machine. Each probe
+is the fastest of five answers after a warm-up (``core.numerics.probe``); machine-dependent. The prefill
+alone is timed too, as the probe was before it counted decode steps: the two ratios differ.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import sys
 
 from report import emit
 
-from ragalign.core.numerics import PROBE_TOKENS
+from ragalign.core.numerics import PROBE_STEPS, PROBE_TOKENS
 
 SETTINGS = {  # name -> (models.dtype, ATEN_CPU_CAPABILITY or None)
     "bfloat16": ("bfloat16", None),
@@ -35,7 +36,7 @@ import json, sys
 from ragalign.core import numerics
 from ragalign.core.params import validate
 params = validate({"models": {"dtype": sys.argv[1]}})
-print(json.dumps({"probe_s": numerics.probe(params), "capability": numerics.cpu()["capability"]}))
+print(json.dumps({"probe_s": numerics.probe(params), "prefill_s": numerics.probe(params, steps=0), "capability": numerics.cpu()["capability"]}))
 """
 
 
@@ -56,7 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     base = runs["bfloat16"]["probe_s"]
     result = {
         "probe_tokens": PROBE_TOKENS,
-        "runs": {name: {**r, "probe_s": round(r["probe_s"], 4), "over_bf16": round(r["probe_s"] / base, 2)} for name, r in runs.items()},
+        "probe_steps": PROBE_STEPS,
+        "runs": {
+            name: {**r, "probe_s": round(r["probe_s"], 4), "over_bf16": round(r["probe_s"] / base, 2),
+                   "prefill_s": round(r["prefill_s"], 4), "prefill_over_bf16": round(r["prefill_s"] / runs["bfloat16"]["prefill_s"], 2)}
+            for name, r in runs.items()
+        },
         "float32_avx2_over_bf16": round(runs["float32, AVX2 kernels"]["probe_s"] / base, 2),
     }
     return emit(result, args.out)

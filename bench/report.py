@@ -206,8 +206,13 @@ def row_train_precision(r: dict) -> str:
 def row_probe_speed(r: dict) -> str:
     runs = r["runs"]
     times = "; ".join(f"{name} {v['probe_s']:.2f} s" + ("" if name == "bfloat16" else f" ({v['over_bf16']:.2f}x)") for name, v in runs.items())
-    return (f"one {r['probe_tokens']}-token forward: {times}: a cold run costs about {r['float32_avx2_over_bf16']:.1f}x this "
-            "machine's on an AVX2-only CPU of its clock and cores (float32, as `models.dtype=auto` resolves there)")
+    if "probe_steps" not in r:  # the probe before it counted decode steps
+        return (f"one {r['probe_tokens']}-token forward: {times}: a cold run costs about {r['float32_avx2_over_bf16']:.1f}x this "
+                "machine's on an AVX2-only CPU of its clock and cores (float32, as `models.dtype=auto` resolves there)")
+    prefill = "; ".join(f"{name} {v['prefill_s']:.2f} s" + ("" if name == "bfloat16" else f" ({v['prefill_over_bf16']:.2f}x)") for name, v in runs.items())
+    return (f"one answer ({r['probe_tokens']}-token prefill, {r['probe_steps']} decode steps): {times}; the prefill alone: {prefill}. "
+            f"A cold run costs about {r['float32_avx2_over_bf16']:.1f}x this machine's on an AVX2-only CPU of its clock and cores "
+            "(float32, as `models.dtype=auto` resolves there)")
 
 
 def _pair_runs(name: str) -> tuple[str, str]:

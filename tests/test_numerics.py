@@ -101,8 +101,10 @@ def test_the_estimate_scales_the_committed_run_by_the_probe(fake_cpu, tmp_path, 
     for stage, wall, cold, machine in (("03_rag_baselines", 1800, True, there), ("10_rag_e_audit", 1800, True, there),
                                        ("05_selector_training", 600, False, there), ("07_figret", 600, True, {"cpu": "Other", "dtype": "float32"})):
         (timings / f"{stage}.json").write_text(json.dumps({"stage": stage, "wall_s": wall, "peak_rss_mib": 2048, "cold": cold, "host": machine}))
-    artifacts.PROBE.write({"host": {"cpu": ZEN5}, "probe_s": 0.5, "numerics": {"dtype": "bfloat16"}}, tmp_path)
+    artifacts.PROBE.write({"host": {"cpu": ZEN5}, "probe_s": 0.5, "numerics": {"dtype": "bfloat16"}}, tmp_path)  # an older probe's record
     monkeypatch.setattr(cost, "probe", lambda params: 1.5)  # three times slower here
+    assert "the committed probe measured something else: re-run `dvc repro --force --single-item 00_numerics`" in cost.estimate(validate({}), tmp_path)
+    artifacts.PROBE.write({"host": {"cpu": ZEN5}, "probe_s": 0.5, "probe_steps": numerics.PROBE_STEPS, "numerics": {"dtype": "bfloat16"}}, tmp_path)
     text = cost.estimate(validate({}), tmp_path)
     assert "03_rag_baselines:   90.0 min here (30.0 min cold there; peak 2.0 GiB)" in text
     assert "05_selector_training: no cold figure yet (warm: some values came from the cache" in text
@@ -114,6 +116,33 @@ def test_the_estimate_scales_the_committed_run_by_the_probe(fake_cpu, tmp_path, 
     text = cost.estimate(validate({}), tmp_path)
     assert "05_selector_training:   30.0 min here (10.0 min cold there, kept from an earlier run: the last was warm; peak 4.0 GiB)" in text
     assert "at least 210 min: 1 stage(s) without a cold figure (07_figret)" in text
+
+
+def test_the_probe_times_a_prefill_and_the_decode_steps_of_one_answer(monkeypatch):
+    """One probe answer = one prefill of PROBE_TOKENS tokens, then PROBE_STEPS single-token steps on its KV cache
+    (a warm-up and five timed answers); steps=0 times the prefill alone."""
+    import torch
+
+    from ragalign.core import models
+
+    calls = []
+
+    class Body(torch.nn.Module):
+        def forward(self, input_ids, past_key_values=None, use_cache=False, position_ids=None):
+            calls.append(input_ids.shape[1])
+            return type("Out", (), {"last_hidden_state": torch.zeros(1, input_ids.shape[1], 4)})()
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model, self.lm_head = Body(), torch.nn.Linear(4, 7)
+
+    monkeypatch.setattr(models, "load_generator", lambda *a, **k: type("G", (), {"model": Model()})())
+    numerics.probe(validate({}))
+    assert calls == ([numerics.PROBE_TOKENS] + [1] * numerics.PROBE_STEPS) * 6
+    calls.clear()
+    numerics.probe(validate({}), steps=0)
+    assert calls == [numerics.PROBE_TOKENS] * 6
 
 
 def test_another_resolution_makes_dvc_status_report_the_stages_stale(fake_cpu, tmp_path):

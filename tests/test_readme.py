@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from ragalign.core import numerics
 from ragalign.report.summary import readme_block
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -230,6 +231,9 @@ CLAIMS = [
     Claim(r"trained on (\d+) to (\d+) benchmark questions outside the study's splits, .*?ranking the same (\d+) held-out questions against dense; at (\d+) and (\d+) it also",
           lambda m: need([int(g) for g in m.groups()] == [min(PARAMS["curve"]["sizes"]), max(PARAMS["curve"]["sizes"]), PARAMS["curve"]["eval_questions"], *PARAMS["curve"]["answer_sizes"]],
                          "params.yaml curve"), "params.yaml curve"),
+    Claim(r"one typical RAG answer, a (\d+)-token prefill and (\d+) decode steps",
+          lambda m: need((int(m.group(1)), int(m.group(2))) == (numerics.PROBE_TOKENS, numerics.PROBE_STEPS), "core.numerics.PROBE_TOKENS, PROBE_STEPS"),
+          "lib/ragalign/core/numerics.py"),
     Claim(r"\(`seam\.ks`: (\d+) and (\d+) passages", lambda m: need([int(g) for g in m.groups()] == PARAMS["seam"]["ks"], "seam.ks"), "params.yaml seam.ks"),
     Claim(r"`seam\.ks` \(default `\[(\d+), (\d+)\]`\): stage (09) cuts",
           lambda m: need([int(m.group(1)), int(m.group(2))] == PARAMS["seam"]["ks"] and by_number(stage_graph()[0])["09"] == "09_seam", "seam.ks, stage 09"),

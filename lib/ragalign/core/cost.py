@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from ragalign.core import artifacts
-from ragalign.core.numerics import PROBE_TOKENS, avx2_factor, explain, probe, resolve
+from ragalign.core.numerics import PROBE_STEPS, PROBE_TOKENS, avx2_factor, explain, probe, resolve
 
 
 def stage_times(root: str | Path = ".") -> list[dict]:
@@ -53,12 +53,16 @@ def estimate(params, root: str | Path = ".") -> str:
     recorded = artifacts.PROBE.read(root) if artifacts.PROBE.exists(root) else None
     here = probe(params)
     if recorded is None:
-        lines.append(f"probe: {here:.2f} s per {PROBE_TOKENS}-token forward; no committed timings to scale")
+        lines.append(f"probe: {here:.2f} s per answer ({PROBE_TOKENS}-token prefill, {PROBE_STEPS} decode steps); no committed timings to scale")
+        return "\n".join(lines)
+    if recorded.get("probe_steps") != PROBE_STEPS:  # recorded by an older probe (a prefill alone): not comparable
+        lines.append(f"probe: {here:.2f} s per answer here; the committed probe measured something else: re-run `dvc repro --force --single-item 00_numerics`")
         return "\n".join(lines)
     there, machine = recorded["probe_s"], recorded["host"]["cpu"]["model"]
     dtype = recorded["numerics"]["dtype"]
     scale = here / there
-    lines.append(f"probe: {here:.2f} s per {PROBE_TOKENS}-token forward here ({resolve(params).dtype}) vs {there:.2f} s on {machine} ({dtype}): x{scale:.2f}")
+    lines.append(f"probe: {here:.2f} s per answer ({PROBE_TOKENS}-token prefill, {PROBE_STEPS} decode steps) here ({resolve(params).dtype}) "
+                 f"vs {there:.2f} s on {machine} ({dtype}): x{scale:.2f}")
     total, missing, peak = 0.0, [], 0
     for t in stage_times(root):
         cold = t if t.get("cold") else t.get("last_cold", {})  # a warm re-run keeps the last cold figure
@@ -82,7 +86,7 @@ def estimate(params, root: str | Path = ".") -> str:
                  "(LLM forwards dominate; a smaller study or a GPU cuts it: README, 'What it costs')")
     factor = avx2_factor(root)
     if factor and resolve(params).dtype == "bfloat16":
-        lines.append(f"on a CPU without native bf16 (float32, AVX2 kernels) one forward takes {factor:.1f}x as long (bench/probe_speed.py): "
+        lines.append(f"on a CPU without native bf16 (float32, AVX2 kernels) one answer takes {factor:.1f}x as long (bench/probe_speed.py): "
                      f"{'at least' if missing else 'about'} {total * factor:.0f} min at this machine's clock")
     return "\n".join(lines)
 

@@ -27,6 +27,7 @@ from ragalign.core import artifacts
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of native bf16 arithmetic
 EMULATED_SLOWDOWN = 10  # bf16 vs float32 on an AVX2 CPU (SmolLM2 forward: 16.8 s vs 1.79 s, Zen 3)
 PROBE_TOKENS = 640  # about one 5-passage RAG prompt
+PROBE_STEPS = 16  # the reply's greedy decode steps (rag.max_new_tokens): decoding is memory-bound, the prefill compute-bound
 
 
 @functools.cache
@@ -141,23 +142,37 @@ def host(device: str = "cpu") -> dict:
     return out
 
 
-def probe(params) -> float:
-    """Seconds for one forward of a typical prompt (:data:`PROBE_TOKENS` tokens) with the resolved generator."""
+def probe(params, steps: int = PROBE_STEPS) -> float:
+    """Seconds to answer one typical RAG prompt with the resolved generator, as ``LM.answer`` does: one prefill
+    of :data:`PROBE_TOKENS` tokens into a KV cache, then ``steps`` greedy decode steps on it (0: the prefill alone). Both
+    parts, because a CPU's speeds at the two differ (a decode step reads every weight for one token: on the
+    Intel Xeon AMX host bf16 halves the prefill but not the decode steps). Fastest of five after a warm-up."""
     import torch
+    from transformers import DynamicCache
 
     from ragalign.core.models import load_generator
 
     n = resolve(params)
     model = load_generator(params.models.generator, n.dtype, n.device).model
     ids = torch.full((1, PROBE_TOKENS), 100, device=n.device)
+
+    def answer_once() -> None:
+        cache = DynamicCache()
+        hidden = model.model(input_ids=ids, past_key_values=cache, use_cache=True).last_hidden_state
+        token = model.lm_head(hidden[:, -1:]).argmax(-1)
+        for step in range(steps):
+            position = torch.tensor([[PROBE_TOKENS + step]], device=n.device)
+            hidden = model.model(input_ids=token, position_ids=position, past_key_values=cache, use_cache=True).last_hidden_state
+            token = model.lm_head(hidden[:, -1:]).argmax(-1)
+
     times = []
-    with torch.no_grad():
-        model(ids), model(ids)  # warm-up
-        for _ in range(7):
+    with torch.inference_mode():
+        answer_once()  # warm-up
+        for _ in range(5):
             start = time.perf_counter()
-            model(ids)
+            answer_once()
             times.append(time.perf_counter() - start)
-    return min(times)  # the machine's speed; a shared host's load only adds (medians of three varied by 30%)
+    return min(times)  # the machine's speed; a shared host's load only adds
 
 
 PROBE_SPEED = Path("bench/results/probe_speed.json")  # bench/probe_speed.py: the probe in bf16, float32, float32 on AVX2 kernels

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ragalign.core import artifacts
-from ragalign.core.numerics import PROBE_TOKENS, explain, host, probe, resolve
+from ragalign.core.numerics import PROBE_STEPS, PROBE_TOKENS, explain, host, probe, resolve
 from ragalign.core.params import Params
 
 
@@ -25,5 +25,5 @@ def run(P: Params) -> Result:
     facts = {"host": host(n.device)}
     artifacts.NUMERICS.write(record)
     artifacts.HOST.write(facts)
-    artifacts.PROBE.write(facts | {"probe_s": round(probe(P), 3), "probe_tokens": PROBE_TOKENS, "numerics": record})
+    artifacts.PROBE.write(facts | {"probe_s": round(probe(P), 3), "probe_tokens": PROBE_TOKENS, "probe_steps": PROBE_STEPS, "numerics": record})
     return Result(record, facts, explain(P))
