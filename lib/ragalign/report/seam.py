@@ -18,6 +18,9 @@ def seam_name(variant: str) -> str:
     return SEAM_NAMES.get(method, method) + ("" if k is None else f" top-{k}")
 
 
+def interval_cell(d: dict | None) -> str:
+    """A paired difference as a table cell: mean [lo, hi] and its verdict word; "–" where there is none."""
+    return "–" if not d else f"{d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] {label(d['verdict'])}"
 
 
 def seam_rows(seam: dict) -> list[str]:
@@ -32,11 +35,7 @@ def seam_markdown(seam: dict, margin: float, audit: dict | None = None, reader: 
     """The 2 x N table (stage 09's metrics) in markdown: each retriever-side variant at each k under the
     untuned and the tuned reader, tuned minus untuned, the variant minus dense at the same k under each
     reader and the interaction, every difference paired per question with its 95% interval and verdict."""
-    def diff(d: dict | None) -> str:
-        if not d:
-            return "–"
-        return f"{d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] {label(d['verdict'])}"
-
+    diff = interval_cell
     lead = seam_lead(seam, margin, reader)
     head = ("| retriever side | untuned reader | tuned reader | tuned − untuned | − dense, same k (untuned) | − dense, same k (tuned) | interaction |\n"
             "|---|---:|---:|---:|---:|---:|---:|")
@@ -78,9 +77,7 @@ def radit_markdown(seam: dict, k: int) -> str:
     """RA-DIT's 2 x 2 (its Table 6) at ``k`` passages, one row per retriever-side learner: every cell against dense
     top-k read by the untuned generator, paired per question. Retriever alone (the learner's contexts, untuned
     generator), reader alone (dense contexts, tuned reader), both, and both minus each alone (the interaction)."""
-    def cell(d: dict | None) -> str:
-        return "–" if not d else f"{d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] {label(d['verdict'])}"
-
+    cell = interval_cell
     paired = seam["paired"]
     reader_alone = cell(paired[seam_variant("dense", k)]["tuned_minus_untuned"]["gold_logprob"])
     lines = [
