@@ -146,7 +146,8 @@ def probe(params, steps: int = PROBE_STEPS) -> float:
     """Seconds to answer one typical RAG prompt with the resolved generator, as ``LM.answer`` does: one prefill
     of :data:`PROBE_TOKENS` tokens into a KV cache, then ``steps`` greedy decode steps on it (0: the prefill alone). Both
     parts, because a CPU's speeds at the two differ (a decode step reads every weight for one token: on the
-    Intel Xeon AMX host bf16 halves the prefill but not the decode steps). Fastest of five after a warm-up."""
+    Intel Xeon AMX host bf16 sped the prefill up 1.1-1.6x over float32 and the decode steps not at all:
+    bench/results/probe_speed.json). Fastest of five after a warm-up."""
     import torch
     from transformers import DynamicCache
 
