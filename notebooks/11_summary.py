@@ -33,6 +33,7 @@ from IPython.display import Markdown
 from ragalign.core import params, plots
 from ragalign.core.verdicts import describe
 from ragalign.report import figures
+from ragalign.report.seam import powered_block
 from ragalign.report.summary import says
 from ragalign.stages import summary as stage
 
@@ -41,6 +42,15 @@ plots.setup()
 r = stage.run(P)
 table, paired, p_warg, test = r.table, r.paired, r.p_warg, r.test
 table.drop(columns=["stage"]).round(3)
+
+# %% [markdown]
+# ## Which side of the seam: the key rows on fresh questions (stage 13)
+# No retrieval, the gold passages, dense and the best retriever-side learner, under the untuned generator
+# and the tuned reader, on questions no model of the study trained, tuned or was selected on; each
+# comparison with its paired interval and whether this sample could have called it equivalent.
+
+# %%
+Markdown(powered_block(r.powered))
 
 # %% [markdown]
 # ## The headline outcome per variant

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from ragalign.runner import cell_timings, findings_first, strip_volatile
@@ -290,3 +291,30 @@ def test_the_previous_record_is_the_committed_one_when_dvc_removed_the_file(tmp_
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "a cold run"], check=True)
     record.unlink()  # what `dvc repro` does before it runs the stage
     assert previous_record(record) == {"wall_s": 600.0, "cold": True}
+
+
+def test_a_stage_kernel_runs_the_runners_own_python_whatever_kernelspec_was_left_elsewhere(tmp_path, monkeypatch):
+    """A venv shared with another clone once held a kernelspec naming that clone's Python (and its library):
+    every stage ran the other clone's code. The runner's kernel is its own interpreter."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    from ragalign.runner import KERNEL, own_kernel
+
+    stale = tmp_path / "stale" / "kernels" / KERNEL
+    stale.mkdir(parents=True)
+    (stale / "kernel.json").write_text(json.dumps({"argv": ["/elsewhere/.venv/bin/python", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                                                   "display_name": "Python 3", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "stale"))
+    assert KernelSpecManager().get_kernel_spec(KERNEL).argv[0] == "/elsewhere/.venv/bin/python"
+    own_kernel(tmp_path / "own")
+    assert KernelSpecManager().get_kernel_spec(KERNEL).argv[0] == sys.executable
+
+
+def test_the_runner_refuses_a_library_imported_from_another_clone(tmp_path, monkeypatch):
+    import ragalign
+    from ragalign.runner import check_library
+
+    check_library(ROOT)  # this checkout's own lib/
+    monkeypatch.setattr(ragalign, "__file__", str(tmp_path / "other" / "lib" / "ragalign" / "__init__.py"))
+    with pytest.raises(RuntimeError, match=r"imports ragalign from .*other/lib.*run `make venv`"):
+        check_library(ROOT)

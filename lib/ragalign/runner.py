@@ -25,6 +25,7 @@ from ragalign.core.numerics import NumericsMismatch, check_recorded
 from ragalign.core.params import ParamsError, load
 
 OUTPUT_DIRS = ("reports", "figures", "results/metrics", "results/timings", "results/plots")
+KERNEL = "python3"  # the kernel name papermill asks for; :func:`own_kernel` decides what it runs
 
 
 class _QuietUnknownParameters(logging.Filter):
@@ -136,6 +137,27 @@ def run_host(params) -> dict:
     return {"cpu": c.get("model"), "capability": c.get("capability"), "bf16_flags": c.get("bf16_flags"), "dtype": n.dtype, "device": n.device}
 
 
+def check_library(root: Path) -> None:
+    """The library this Python imports must be the project's own ``lib/``: an editable install made from
+    another clone (or a venv shared with one) would run other code than the files dvc.yaml lists as deps."""
+    import ragalign
+
+    lib = Path(ragalign.__file__).resolve().parent.parent
+    if lib != (root / "lib").resolve():
+        raise RuntimeError(f"this Python imports ragalign from {lib}, not from this project's {root / 'lib'}: "
+                           f"run `make venv` in {root}, or put {root / 'lib'} first on PYTHONPATH")
+
+
+def own_kernel(folder: Path) -> None:
+    """Make :data:`KERNEL` run this very interpreter: a kernelspec in ``folder``, searched before every other
+    (``JUPYTER_PATH``), so a kernelspec another install left in the venv or the user's folders never runs a stage."""
+    spec = folder / "kernels" / KERNEL
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "Python 3", "language": "python"}))
+    os.environ["JUPYTER_PATH"] = os.pathsep.join([str(folder), *filter(None, [os.environ.get("JUPYTER_PATH")])])
+
+
 def run_stage(stage: str, params_path: str = "params.yaml", root: str | Path = ".") -> Path:
     """Execute a stage notebook and return the path of its report."""
     import jupytext
@@ -144,6 +166,7 @@ def run_stage(stage: str, params_path: str = "params.yaml", root: str | Path = "
     logging.getLogger("papermill").addFilter(_QuietUnknownParameters())
     root = Path(root).resolve()
     os.chdir(root)
+    check_library(root)
     params = load(params_path)  # fail before any kernel starts
     if stage != "00_numerics":
         check_recorded(params)  # one study never mixes dtypes
@@ -159,14 +182,15 @@ def run_stage(stage: str, params_path: str = "params.yaml", root: str | Path = "
     with tempfile.TemporaryDirectory() as tmp:
         tally_file = Path(tmp) / "cache_tally.json"
         os.environ[TALLY_ENV] = str(tally_file)  # the kernel inherits it and reports its cache hits there
-        preset = os.environ.get(STUDY_START_ENV)
+        preset, jupyter_path = os.environ.get(STUDY_START_ENV), os.environ.get("JUPYTER_PATH")
+        own_kernel(Path(tmp) / "jupyter")
         os.environ[STUDY_START_ENV] = str(study_started(start))  # values written since are shared, not hits
         src_nb = Path(tmp) / f"{stage}.ipynb"
         jupytext.write(jupytext.read(source), src_nb)
         out_nb = Path(tmp) / "executed.ipynb"
         try:
             papermill.execute_notebook(
-                str(src_nb), str(out_nb), parameters=parameters, kernel_name="python3", cwd=str(root), log_output=True, progress_bar=False
+                str(src_nb), str(out_nb), parameters=parameters, kernel_name=KERNEL, cwd=str(root), log_output=True, progress_bar=False
             )
         finally:
             if out_nb.exists():
@@ -176,10 +200,11 @@ def run_stage(stage: str, params_path: str = "params.yaml", root: str | Path = "
                 atomic_write_text(report, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
             values = json.loads(tally_file.read_text()) if tally_file.exists() else {}
             os.environ.pop(TALLY_ENV, None)
-            if preset is None:
-                os.environ.pop(STUDY_START_ENV, None)
-            else:
-                os.environ[STUDY_START_ENV] = preset
+            for name, value in ((STUDY_START_ENV, preset), ("JUPYTER_PATH", jupyter_path)):
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     timing = {"stage": stage, "wall_s": round(time.time() - start, 1), "peak_rss_mib": round(peak_mib), "slowest_cells": slowest,
               **temperature(values), "host": run_host(params)}

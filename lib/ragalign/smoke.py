@@ -151,7 +151,8 @@ def make_study(repo: Path, cache: Path, guard: Path, dataset: str = "hotpotqa") 
         **os.environ,
         "RAGALIGN_CACHE": str(cache),
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        "PYTHONPATH": str(guard),  # every process of the pipeline runs with the network blocked
+        # every process of the pipeline runs with the network blocked, and runs the copied study's own library
+        "PYTHONPATH": os.pathsep.join([str(guard), str(repo / "lib")]),
     }
     env.pop("HF_HUB_OFFLINE", None)  # the library must set it by itself
     return env

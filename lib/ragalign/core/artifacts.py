@@ -196,6 +196,11 @@ SUMMARY_METRICS = metrics("11_summary", "summary")
 # ---- 12 the relevance learning curve ------------------------------------------------------
 CURVE_METRICS = metrics("12_learning_curve", "curve", ("dense", "points", "answers"))
 
+# ---- 13 the seam's key rows, powered -------------------------------------------------------
+POWERED_SCORES = Artifact("results/powered/scores.parquet", "13_powered_seam", "parquet", ("qid", "variant", "context_pids", "gold_logprob", "reader"),
+                          "the key rows' gold-answer log-probs on the fresh questions, under both readers")
+POWERED_METRICS = metrics("13_powered_seam", "powered", ("questions", "learner", "paired", "powered"))
+
 # The answers tables, in the order the study's table lists their variants.
 ANSWER_TABLES = (BASELINE_ANSWERS, GAIN_ANSWERS, RADIO_ANSWERS, FIGRET_ANSWERS)
 # Every stage's metrics whose validity gates and build costs stage 11 collects, by name.

@@ -142,6 +142,15 @@ class SeamParams(Section):
     ks: list[Annotated[int, Field(ge=1)]] = Field([1, 5], min_length=1, description="passages shown by every ranked method (each row pairs a method with dense at the same k)")
 
 
+class PoweredParams(Section):
+    """Stage 13: the seam's key rows on enough fresh questions that each ends as beats, worse, equivalent or inconclusive."""
+
+    n_questions: int = Field(400, ge=2, description="benchmark questions outside the study's splits and the readers' training sets (none trains or tunes anything)")
+    learner: Literal["auto", "reranker", "gainrag", "radio", "figret"] = Field(
+        "auto", description="the retriever-side learner of the 2 x 2: auto = the one stage 09 found best against dense (tuned reader, largest seam.ks)")
+    seed: int = 17
+
+
 class ReaderParams(Section):
     """Generator alignment (``methods.reader``): the reader fine-tuned on the retriever's real top-k."""
 
@@ -207,6 +216,7 @@ class Params(BaseModel):
     rag_e: RagEParams = RagEParams()
     curve: CurveParams = CurveParams()
     seam: SeamParams = SeamParams()
+    powered: PoweredParams = PoweredParams()
 
     def numerics(self):
         """The device, dtype and autocast switches these params resolve to on this machine (``core.numerics``)."""
@@ -323,6 +333,10 @@ def size_problems(params: Params, available: int) -> list[str]:
         largest = max(rest - c.eval_questions, 0)
         problems.append(f"curve.sizes asks for {max(c.sizes)} training questions; {available} questions less the study's {d.n_train + d.n_test} "
                         f"and curve.eval_questions = {c.eval_questions} leave {largest} (largest allowed value: {largest})")
+    powered = rest - params.reader.n_questions
+    if params.powered.n_questions > powered:
+        problems.append(f"powered.n_questions = {params.powered.n_questions} exceeds the {max(powered, 0)} questions outside the study's splits and "
+                        f"the reader's reader.n_questions = {params.reader.n_questions} (largest allowed value: {max(powered, 0)})")
     return problems
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,9 @@ from tqdm import tqdm
 
 from ragalign.core.metrics import recall_at_k, reciprocal_rank
 from ragalign.core.models import device, load_encoder, load_encoder_tokenizer
+
+if TYPE_CHECKING:
+    from ragalign.core.params import Params
 
 
 def passage_string(title: str, text: str) -> str:
@@ -131,3 +135,12 @@ def retrieval_quality(ranking: pd.DataFrame, questions: pd.DataFrame, ks: Sequen
         out[f"recall@{k}"] = round(float(np.mean([recall_at_k(ranked.get(q, []), g, k) for q, g in zip(questions.qid, questions.gold_pids, strict=True)])), 4)
     out["mrr"] = round(float(np.mean([reciprocal_rank(ranked.get(q, []), g) for q, g in zip(questions.qid, questions.gold_pids, strict=True)])), 4)
     return out
+
+
+def dense_ranking(P: Params, questions: pd.DataFrame, passages: pd.DataFrame, passage_emb: np.ndarray) -> pd.DataFrame:
+    """Dense top ``retrieval.k`` of any ``questions`` (e.g. benchmark questions outside the study's splits)
+    over stage 02's corpus embeddings ``passage_emb``, with its encoder and numerics: what stage 02 would
+    have retrieved for them."""
+    encoder = DenseEncoder(P.models.encoder, P.retrieval.max_length, autocast=P.numerics().retrieval_autocast)
+    idx, scores = dense_search(passage_emb, encoder.embed(questions.question.tolist(), P.retrieval.encode_batch_size), P.retrieval.k)
+    return to_ranking(questions.qid, idx, scores, passages.pid, "dense")

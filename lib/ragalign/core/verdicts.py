@@ -22,7 +22,7 @@ holds 0.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ragalign.core.metrics import paired_difference
@@ -104,9 +104,13 @@ def with_verdict(d: Mapping[str, Any], margin: float | None = None, *, identical
     return dict(d) | {"verdict": verdict(d, margin, identical=identical, start=start)} | ({"margin": margin} if margin is not None else {})
 
 
-def paired_outcomes(answers: pd.DataFrame, other: pd.DataFrame, n_boot: int = 1000, seed: int = 0, margin: float | None = None) -> dict[str, dict]:
-    """EM, F1 and the gold-answer log-prob of ``answers - other`` (two variants' answers tables), each a
-    :func:`ragalign.core.metrics.paired_difference` with its verdict; the equivalence ``margin`` (nats)
-    applies to the log-prob only."""
-    margins = {"em": None, "f1": None, "gold_logprob": margin}
-    return {m: with_verdict(paired_difference(answers, other, m, n_boot, seed), mg) for m, mg in margins.items()}
+OUTCOMES = ("em", "f1", "gold_logprob")
+
+
+def paired_outcomes(
+    answers: pd.DataFrame, other: pd.DataFrame, n_boot: int = 1000, seed: int = 0, margin: float | None = None, outcomes: Sequence[str] = OUTCOMES
+) -> dict[str, dict]:
+    """EM, F1 and the gold-answer log-prob (or those of ``outcomes``) of ``answers - other`` (two variants'
+    answers tables), each a :func:`ragalign.core.metrics.paired_difference` with its verdict; the
+    equivalence ``margin`` (nats) applies to the log-prob only."""
+    return {m: with_verdict(paired_difference(answers, other, m, n_boot, seed), margin if m == "gold_logprob" else None) for m in outcomes}

@@ -1,4 +1,5 @@
-"""Stage 11's headline figure: every variant's gold-answer likelihood, and each method minus dense."""
+"""The summary figures: stage 11's headline (every variant's gold-answer likelihood, and each method minus dense)
+and stage 13's powered comparisons."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import seaborn as sns
 
 from ragalign.core import plots
 from ragalign.core.verdicts import BEATS, DID_NOT_MOVE, EQUIVALENT, IDENTICAL, NOT_TOLD_APART, WORSE, verdict
+from ragalign.report.seam import powered_comparisons
 from ragalign.report.summary import VARIANT_SOURCES
 
 BUILDING_STAGES = ("03_rag_baselines", "05_selector_training", "06_rationale_distillation", "07_figret")
@@ -55,5 +57,22 @@ def headline_figure(table: pd.DataFrame, paired: pd.DataFrame, path: str | Path)
     )
     axes[1].axvline(0, color="black", lw=0.8)
     axes[1].set(xlabel="paired difference in gold-answer log-prob (95% CI)", title="Each method minus dense at the same k")
+    plots.save(fig, path)
+    return fig
+
+
+def powered_figure(powered: dict, path: str | Path) -> plt.Figure:
+    """Stage 13's comparisons as a forest plot, top to bottom in :func:`report.seam.powered_comparisons` order,
+    coloured by verdict, with the equivalence band (±margin) shaded: a blue point's whole interval lies
+    inside it. Saved to ``path``."""
+    rows = powered_comparisons(powered)[::-1]
+    m = powered["margin"]
+    fig, ax = plt.subplots(figsize=(9, 0.38 * len(rows) + 1.4))
+    ax.axvspan(-m, m, color="tab:blue", alpha=0.08, label=f"equivalence margin ±{m:g}")
+    ax.axvline(0, color="black", lw=0.8)
+    plots.forest(ax, [name for name, _ in rows], [d["mean"] for _, d in rows], [d["lo"] for _, d in rows], [d["hi"] for _, d in rows],
+                 [verdict_color(d) for _, d in rows])
+    ax.set(xlabel="paired difference in gold-answer log-prob (95% CI)", title=f"The seam's key comparisons on {powered['questions']} fresh questions")
+    ax.legend(loc="best", fontsize=8)
     plots.save(fig, path)
     return fig

@@ -30,7 +30,7 @@ from ragalign.core.params import Params
 from ragalign.core.rag import PassageStore, answer_questions
 from ragalign.core.reference_training import rescore, train_reference
 from ragalign.core.rerank import relevance_groups, rerank, train_reranker
-from ragalign.core.retrieval import DenseEncoder, dense_search, passage_texts, to_ranking, top_pids
+from ragalign.core.retrieval import dense_ranking, passage_texts, top_pids
 from ragalign.core.seed import seed_everything
 from ragalign.core.verdicts import with_verdict
 
@@ -59,13 +59,6 @@ def largest_size(P: Params, available: int) -> int:
     """The most training questions a point can have: the benchmark's questions outside the study's
     splits and the held-out questions."""
     return available - P.data.n_train - P.data.n_test - P.curve.eval_questions
-
-
-def dense_ranking(P: Params, questions: pd.DataFrame, passages: pd.DataFrame) -> pd.DataFrame:
-    """Dense top ``retrieval.k`` of ``questions`` over stage 02's corpus embeddings (its encoder and numerics)."""
-    encoder = DenseEncoder(P.models.encoder, P.retrieval.max_length, autocast=P.numerics().retrieval_autocast)
-    idx, scores = dense_search(artifacts.PASSAGE_EMB.read(), encoder.embed(questions.question.tolist(), P.retrieval.encode_batch_size), P.retrieval.k)
-    return to_ranking(questions.qid, idx, scores, passages.pid, "dense")
 
 
 def per_question(ranking: pd.DataFrame, questions: pd.DataFrame) -> dict[str, list[float]]:
@@ -100,7 +93,7 @@ def run(P: Params) -> Result:
         raise ValueError(f"curve.sizes asks for {largest} training questions; {len(pool)} are available (the largest allowed value)")
     text = passage_texts(passages)
     stage02 = artifacts.DENSE.read()
-    dense = pd.concat([dense_ranking(P, pd.concat([held, pool.iloc[:largest]]), passages), stage02[stage02.qid.isin(set(test.qid))]], ignore_index=True)
+    dense = pd.concat([dense_ranking(P, pd.concat([held, pool.iloc[:largest]]), passages, artifacts.PASSAGE_EMB.read()), stage02[stage02.qid.isin(set(test.qid))]], ignore_index=True)
     candidates = top_pids(dense)
     base = per_question(dense, held)
     cache = Cache("curve")

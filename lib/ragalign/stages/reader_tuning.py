@@ -17,7 +17,7 @@ from ragalign.core.lm import LM
 from ragalign.core.metrics import paired_interval
 from ragalign.core.params import Params
 from ragalign.core.rag import PassageStore, answer_questions, summarise
-from ragalign.core.retrieval import DenseEncoder, dense_search, to_ranking, top_pids
+from ragalign.core.retrieval import dense_ranking, top_pids
 from ragalign.core.seed import seed_everything
 from ragalign.core.training import HELDOUT
 from ragalign.core.validity import loss_gate
@@ -97,11 +97,8 @@ def training_examples(P: Params, lm: LM, questions: pd.DataFrame, passages: pd.D
 
 
 def dense_contexts(P: Params, questions: pd.DataFrame, passages: pd.DataFrame) -> dict[str, list[str]]:
-    """qid -> the dense top ``retrieval.k`` over the study's corpus, as stage 02 retrieves (same encoder, numerics and index)."""
-    encoder = DenseEncoder(P.models.encoder, P.retrieval.max_length, autocast=P.numerics().retrieval_autocast)
-    query_emb = encoder.embed(questions.question.tolist(), P.retrieval.encode_batch_size)
-    idx, scores = dense_search(artifacts.PASSAGE_EMB.read(), query_emb, P.retrieval.k)
-    return top_pids(to_ranking(questions.qid, idx, scores, passages.pid, "dense"))
+    """qid -> the dense top ``retrieval.k`` over the study's corpus, as stage 02 retrieves (``retrieval.dense_ranking``)."""
+    return top_pids(dense_ranking(P, questions, passages, artifacts.PASSAGE_EMB.read()))
 
 
 def run(P: Params) -> Result:

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ragalign.core import artifacts
-from ragalign.core.artifacts import seam_method, seam_variant
+from ragalign.core.artifacts import seam_variant
 from ragalign.core.data import load_passages, load_questions
 from ragalign.core.lm import LM
 from ragalign.core.metrics import paired_difference, paired_interval
+from ragalign.core.pairing import READERS, REFERENCE, pair_variants
 from ragalign.core.params import Params
 from ragalign.core.rag import PassageStore, answer_questions, summarise
 from ragalign.core.rerank import rerank, train_reranker
@@ -41,9 +42,7 @@ RANKED = (
     ("figret", artifacts.FIGRET_RANKINGS, artifacts.FIGRET_ANSWERS),
 )
 UNRANKED = ("no_retrieval", "oracle")  # contexts that have no k: none, and the gold passages (stage 03)
-REFERENCE = "dense"
 COUPLED = "gainrag_coupled"
-READERS = ("untuned", "tuned")
 
 
 @dataclass
@@ -154,17 +153,7 @@ def run(P: Params) -> Result:
     summary = summarise(answers, P.rag.n_bootstrap, seed=P.data.seed)
     by = {v: df for v, df in answers.groupby("variant", sort=False)}
     n_boot, seed, margin = P.rag.n_bootstrap, P.data.seed, P.rag.equivalence_margin
-    paired = {}
-    for variant in contexts:
-        method, k = seam_method(variant)
-        entry = {"tuned_minus_untuned": paired_outcomes(by[f"tuned:{variant}"], by[f"untuned:{variant}"], n_boot, seed, margin)}
-        if k is not None and method != REFERENCE:
-            ref = seam_variant(REFERENCE, k)
-            for r in READERS:
-                entry[f"minus_{REFERENCE}_{r}"] = with_verdict(paired_difference(by[f"{r}:{variant}"], by[f"{r}:{ref}"], "gold_logprob", n_boot, seed), margin)
-            entry["both"] = with_verdict(paired_difference(by[f"tuned:{variant}"], by[f"untuned:{ref}"], "gold_logprob", n_boot, seed), margin)
-            entry["interaction"] = with_verdict(interaction(by, variant, ref, n_boot, seed), margin)
-        paired[variant] = entry
+    paired = pair_variants(by, list(contexts), n_boot, seed, margin)
     if P.reader.coupled:
         coupled["vs_uncoupled"] = {str(k): paired_outcomes(by[f"tuned:{seam_variant(COUPLED, k)}"], by[f"tuned:{seam_variant('gainrag', k)}"], n_boot, seed, margin) for k in P.seam.ks}
         coupled["both"] = {  # RA-DIT's "both sides" cell: the coupled selector's contexts, tuned reader, against dense and the untuned generator
@@ -179,13 +168,3 @@ def run(P: Params) -> Result:
          "cost": {"answering": answering, "coupled_labelling": coupled.get("labelling_cost")}}
     )
     return Result(test, answers, summary, table, paired, coupled, validity)
-
-
-def interaction(by: dict[str, pd.DataFrame], variant: str, reference: str, n_boot: int, seed: int) -> dict:
-    """Per question, (variant - reference under the tuned reader) - (the same under the untuned one):
-    does the retriever-side choice matter more once the reader is tuned?"""
-    def gl(name: str) -> pd.Series:
-        return by[name].set_index("qid").gold_logprob
-
-    d = (gl(f"tuned:{variant}") - gl(f"tuned:{reference}")) - (gl(f"untuned:{variant}") - gl(f"untuned:{reference}"))
-    return paired_interval(d.dropna().to_numpy(), n_boot, seed)
