@@ -33,7 +33,7 @@ from IPython.display import Markdown
 from ragalign.core import params, plots
 from ragalign.core.verdicts import describe
 from ragalign.report import figures
-from ragalign.report.seam import powered_block
+from ragalign.report.seam import powered_block, seam_curve_block
 from ragalign.report.summary import says
 from ragalign.stages import summary as stage
 
@@ -42,6 +42,14 @@ plots.setup()
 r = stage.run(P)
 table, paired, p_warg, test = r.table, r.paired, r.p_warg, r.test
 table.drop(columns=["stage"]).round(3)
+
+# %% [markdown]
+# ## Which side of the seam gains more from the same questions (stage 14)
+# Every learner, retriever side and reader side, trained on the same n questions and measured by its gain
+# over its own start on the test questions.
+
+# %%
+Markdown(seam_curve_block(r.seam_curve))
 
 # %% [markdown]
 # ## Which side of the seam: the key rows on fresh questions (stage 13)

@@ -108,11 +108,12 @@ def test_sizes_beyond_the_benchmark_name_the_key_and_the_largest_allowed_value()
     params = validate(defaults())  # 200 train + 100 test questions, 200 held out by the curve, at most 800 for a point
     assert size_problems(params, 1578) == []
     problems = size_problems(params, 1200)  # 900 outside the splits: the curve's 800 + 200 do not fit, the reader's 500 and the powered 400 do
-    assert len(problems) == 1 and "curve.sizes asks for 800" in problems[0] and "largest allowed value: 700" in problems[0]
+    assert [p.split(" ")[0] for p in problems] == ["curve.sizes", "seam_curve.sizes"] and "largest allowed value: 700" in problems[0]
+    assert "seam_curve.sizes asks for 400" in problems[1] and "largest allowed value: 200" in problems[1]  # the train split alone is left to it
     problems = size_problems(params, 1199)  # one fewer: the powered rows' 400 fresh questions no longer fit beside the reader's 500
-    assert [p.split(" ")[0] for p in problems] == ["curve.sizes", "powered.n_questions"] and "largest allowed value: 399" in problems[1]
+    assert [p.split(" ")[0] for p in problems] == ["curve.sizes", "powered.n_questions", "seam_curve.sizes"] and "largest allowed value: 399" in problems[1]
     problems = size_problems(params, 600)
-    assert [p.split(" ")[0] for p in problems] == ["reader.n_questions", "curve.sizes", "powered.n_questions"] and "largest allowed: 300" in problems[0]
+    assert [p.split(" ")[0] for p in problems] == ["reader.n_questions", "curve.sizes", "powered.n_questions", "seam_curve.sizes"] and "largest allowed: 300" in problems[0]
 
 
 def test_check_command_refuses_a_curve_larger_than_the_benchmark(tmp_path):

@@ -201,6 +201,9 @@ POWERED_SCORES = Artifact("results/powered/scores.parquet", "13_powered_seam", "
                           "the key rows' gold-answer log-probs on the fresh questions, under both readers")
 POWERED_METRICS = metrics("13_powered_seam", "powered", ("questions", "learner", "paired", "powered"))
 
+# ---- 14 the seam at equal budgets ----------------------------------------------------------
+SEAM_CURVE_METRICS = metrics("14_seam_curve", "seam_curve", ("points", "sides"))
+
 # The answers tables, in the order the study's table lists their variants.
 ANSWER_TABLES = (BASELINE_ANSWERS, GAIN_ANSWERS, RADIO_ANSWERS, FIGRET_ANSWERS)
 # Every stage's metrics whose validity gates and build costs stage 11 collects, by name.

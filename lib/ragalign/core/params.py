@@ -151,6 +151,14 @@ class PoweredParams(Section):
     seed: int = 17
 
 
+class SeamCurveParams(Section):
+    """Stage 14: every learner on either side of the seam trained on the same n questions."""
+
+    sizes: list[Annotated[int, Field(ge=4)]] = Field([100, 200, 400], min_length=1, description="training questions per point (nested: the study's train split first, then fresh questions)")
+    learners: list[Literal["reranker", "gainrag", "radio", "reader"]] = Field(["reranker", "gainrag", "radio", "reader"], min_length=1)
+    seed: int = 19
+
+
 class ReaderParams(Section):
     """Generator alignment (``methods.reader``): the reader fine-tuned on the retriever's real top-k."""
 
@@ -217,6 +225,7 @@ class Params(BaseModel):
     curve: CurveParams = CurveParams()
     seam: SeamParams = SeamParams()
     powered: PoweredParams = PoweredParams()
+    seam_curve: SeamCurveParams = SeamCurveParams()
 
     def numerics(self):
         """The device, dtype and autocast switches these params resolve to on this machine (``core.numerics``)."""
@@ -337,6 +346,10 @@ def size_problems(params: Params, available: int) -> list[str]:
     if params.powered.n_questions > powered:
         problems.append(f"powered.n_questions = {params.powered.n_questions} exceeds the {max(powered, 0)} questions outside the study's splits and "
                         f"the reader's reader.n_questions = {params.reader.n_questions} (largest allowed value: {max(powered, 0)})")
+    fresh = powered - params.powered.n_questions + d.n_train  # the study's train split, then fresh questions
+    if max(params.seam_curve.sizes) > fresh:
+        problems.append(f"seam_curve.sizes asks for {max(params.seam_curve.sizes)} training questions; the study's train split and the questions "
+                        f"outside the study, the reader's and the powered rows' leave {max(fresh, 0)} (largest allowed value: {max(fresh, 0)})")
     return problems
 
 

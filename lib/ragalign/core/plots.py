@@ -98,12 +98,12 @@ def annotate_points(ax: plt.Axes, table: pd.DataFrame, x: str, y: str) -> None:
         ax.annotate(name, (row[x], row[y]), fontsize=7, xytext=(4, 3), textcoords="offset points")
 
 
-def learning_curve(points: pd.DataFrame, metric: str, ylabel: str, title: str, path: str | Path) -> plt.Figure:
+def learning_curve(points: pd.DataFrame, metric: str, ylabel: str, title: str, path: str | Path, line: str = "trainer") -> plt.Figure:
     """Paired differences against a baseline (``points[metric]``: mean, lo, hi) over training questions ``n``,
-    one line per ``trainer``, with their 95% intervals as bands and 0 (the baseline) drawn; saved."""
-    rows = pd.DataFrame([{"trainer": r.trainer, "n": r.n, **{k: getattr(r, metric)[k] for k in ("mean", "lo", "hi")}} for r in points.itertuples()])
+    one line per value of the ``line`` column, with their 95% intervals as bands and 0 (the baseline) drawn; saved."""
+    rows = pd.DataFrame([{line: getattr(r, line), "n": r.n, **{k: getattr(r, metric)[k] for k in ("mean", "lo", "hi")}} for r in points.itertuples()])
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    for color, (trainer, part) in zip(sns.color_palette(PALETTE), rows.groupby("trainer", sort=True), strict=False):
+    for color, (trainer, part) in zip(sns.color_palette(PALETTE), rows.groupby(line, sort=False), strict=False):
         part = part.sort_values("n")
         ax.plot(part.n, part["mean"], marker="o", color=color, label=trainer)
         ax.fill_between(part.n, part.lo, part.hi, color=color, alpha=0.2)
@@ -111,6 +111,6 @@ def learning_curve(points: pd.DataFrame, metric: str, ylabel: str, title: str, p
     ax.set(xscale="log", xlabel="training questions", ylabel=ylabel, title=title)
     ax.minorticks_off()  # the log axis's own minor labels (6×10¹ ...) would sit between the sizes
     ax.set_xticks(sorted(rows.n.unique()), [str(n) for n in sorted(rows.n.unique())])
-    ax.legend(title="trainer")
+    ax.legend(title=line)
     save(fig, path)
     return fig

@@ -49,11 +49,15 @@ def rationale_text(question: str, answer: str, rationale: str) -> str:
     return " ".join(part for part in (question.strip(), f"{answer.strip()}.", rationale.strip()) if part)
 
 
+def rationale_prompts(questions: pd.DataFrame) -> list[str]:
+    """Each question's rationale prompt, with its gold answers."""
+    return [rationale_prompt(q, answer_string(a)) for q, a in zip(questions.question, questions.answers, strict=True)]
+
+
 def generate_rationales(lm: LM, questions: pd.DataFrame, max_new_tokens: int) -> pd.DataFrame:
     """One rationale per question (greedy, batched, cached): ``qid, question, answer, rationale, text``."""
     answers = [answer_string(a) for a in questions.answers]
-    prompts = [rationale_prompt(q, a) for q, a in zip(questions.question, answers, strict=True)]
-    replies = lm.generate(prompts, max_new_tokens, desc="rationales")
+    replies = lm.generate(rationale_prompts(questions), max_new_tokens, desc="rationales")
     return pd.DataFrame(
         {
             "qid": questions.qid.to_numpy(),

@@ -12,7 +12,7 @@ import seaborn as sns
 
 from ragalign.core import plots
 from ragalign.core.verdicts import BEATS, DID_NOT_MOVE, EQUIVALENT, IDENTICAL, NOT_TOLD_APART, WORSE, verdict
-from ragalign.report.seam import powered_comparisons
+from ragalign.report.seam import CURVE_NAMES, powered_comparisons
 from ragalign.report.summary import VARIANT_SOURCES
 
 BUILDING_STAGES = ("03_rag_baselines", "05_selector_training", "06_rationale_distillation", "07_figret")
@@ -76,3 +76,19 @@ def powered_figure(powered: dict, path: str | Path) -> plt.Figure:
     ax.legend(loc="best", fontsize=8)
     plots.save(fig, path)
     return fig
+
+
+def seam_curve_figures(curve: dict, gain_path: str | Path, reading_path: str | Path) -> tuple[plt.Figure, plt.Figure | None]:
+    """Stage 14's two figures: every learner's gain over its own start against training questions (one line per
+    learner, bands: paired 95% intervals), and the tuned reader's gain with the gold passages, with none and
+    the change of the gap between them (a reader that reads widens it). Saved."""
+    points = pd.DataFrame(curve["points"]).assign(learner=lambda d: [f"{CURVE_NAMES[m]} ({s})" for m, s in zip(d.learner, d.side, strict=True)])
+    gain = plots.learning_curve(points, "gain", f"gain over its start, top-{curve['k']} (nats)", "Each side of the seam, trained on the same questions",
+                                gain_path, line="learner")
+    reader = points[points.side == "reader"]
+    if reader.empty:
+        return gain, None
+    measures = {"gold_gain": "with the gold passages", "none_gain": "with no passage", "gap_change": "gold − none gap (change)"}
+    long = pd.DataFrame([{"measure": label, "n": r["n"], "value": r[key]} for r in reader.to_dict(orient="records") for key, label in measures.items()])
+    reading = plots.learning_curve(long, "value", "tuned − untuned (nats)", "Does the tuned reader read?", reading_path, line="measure")
+    return gain, reading

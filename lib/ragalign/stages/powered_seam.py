@@ -19,11 +19,11 @@ import pandas as pd
 
 from ragalign.core import artifacts
 from ragalign.core.artifacts import seam_variant
-from ragalign.core.benchmarks import read_benchmark
 from ragalign.core.data import load_passages, load_questions
 from ragalign.core.lm import LM
 from ragalign.core.pairing import READERS, REFERENCE, pair_variants
 from ragalign.core.params import Params
+from ragalign.core.question_sets import powered_questions
 from ragalign.core.rag import PassageStore, score_questions, summarise
 from ragalign.core.rerank import CrossEncoder, rerank
 from ragalign.core.retrieval import (
@@ -51,19 +51,6 @@ class Result:
     summary: dict  # "reader:variant" -> gold_logprob {mean, lo, hi}
     paired: dict  # stage 09's pairing on these questions
     metrics: dict
-
-
-def powered_questions(P: Params, study: pd.DataFrame, reader_qids: set[str]) -> pd.DataFrame:
-    """A seeded sample of ``powered.n_questions`` benchmark questions outside the study's splits and the
-    readers' training questions (``reader_qids``), in qid order."""
-    every, _ = read_benchmark(P.data.dataset, P.data.path)
-    rest = every[~every.qid.isin(set(study.qid) | reader_qids)]
-    if P.powered.n_questions > len(rest):
-        raise ValueError(f"powered.n_questions = {P.powered.n_questions} exceeds the {len(rest)} questions left (largest allowed value: {len(rest)})")
-    sample = rest.sample(n=P.powered.n_questions, random_state=P.powered.seed).sort_values("qid").reset_index(drop=True)
-    for col in ("answers", "gold_pids"):
-        sample[col] = sample[col].map(list)
-    return sample
 
 
 def chosen_learner(P: Params, seam: dict) -> str | None:

@@ -11,7 +11,7 @@ from ragalign.core import artifacts
 from ragalign.core.data import load_questions
 from ragalign.core.numerics import avx2_factor
 from ragalign.core.params import Params
-from ragalign.report.seam import powered_block, seam_markdown
+from ragalign.report.seam import powered_block, seam_curve_block, seam_markdown
 from ragalign.report.summary import (
     AUDITED,
     TUNED_AUDIT,
@@ -44,6 +44,7 @@ class Result:
     margin: float  # rag.equivalence_margin (nats of gold-answer log-prob)
     seam: str  # the 2 x N table (which side of the seam), markdown
     powered: dict  # stage 13's metrics: the key rows on fresh questions
+    seam_curve: dict  # stage 14's metrics: every learner at equal budgets
     reader: dict  # stage 08's metrics: the tuned reader against the untuned generator
     audit_paired: dict  # audited variant (display name) -> RAG-E measure -> paired difference against dense (stage 10's metrics)
     failure_ranges: dict  # stage 10's ranges of the failure rates over its audited variants (the ranges report 10 quotes)
@@ -133,9 +134,11 @@ def run(P: Params, readme: str = "README.md") -> Result:
     inject_readme(readme, seam, name="seam")
     powered = artifacts.POWERED_METRICS.read()
     inject_readme(readme, powered_block(powered), name="powered")
+    seam_curve = artifacts.SEAM_CURVE_METRICS.read()
+    inject_readme(readme, seam_curve_block(seam_curve), name="seam_curve")
     blocks = audit.get("variants", {})
     audit_paired = {VARIANT_SOURCES[v][1]: blocks[a]["paired_vs_dense"] for v, a in AUDITED.items() if blocks.get(a, {}).get("paired_vs_dense")}
     differing = paired[(paired.kind != "retrieval") & ~paired.identical].mde  # identical contexts say nothing about power
     mde_range = (float(differing.min()), float(differing.max())) if len(differing) else (float("nan"), float("nan"))
-    return Result(test, table, paired, gates, gate_line, headline, caption, n_audit, p_warg, margin, seam, powered, reader, audit_paired,
+    return Result(test, table, paired, gates, gate_line, headline, caption, n_audit, p_warg, margin, seam, powered, seam_curve, reader, audit_paired,
                   audit.get("failure_ranges") or {}, mde_range)
