@@ -1,5 +1,6 @@
 import ast
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -318,3 +319,24 @@ def test_the_runner_refuses_a_library_imported_from_another_clone(tmp_path, monk
     monkeypatch.setattr(ragalign, "__file__", str(tmp_path / "other" / "lib" / "ragalign" / "__init__.py"))
     with pytest.raises(RuntimeError, match=r"imports ragalign from .*other/lib.*run `make venv`"):
         check_library(ROOT)
+
+
+def test_the_runner_reexecutes_itself_on_the_projects_own_library(tmp_path, monkeypatch):
+    """A queued DVC experiment runs in a copy of the project while the venv's editable install points at the
+    workspace: the runner re-executes itself with the copy's lib/ first, once; a second miss is an error."""
+    import ragalign
+    from ragalign import runner
+
+    calls = []
+    monkeypatch.setattr(runner.os, "execve", lambda exe, args, env: calls.append((args, env)))
+    monkeypatch.delenv(runner.OWN_LIBRARY, raising=False)
+    runner.use_own_library(ROOT, ["03_rag_baselines"])
+    assert not calls  # already this checkout's own lib/
+    monkeypatch.setattr(ragalign, "__file__", str(tmp_path / "other" / "lib" / "ragalign" / "__init__.py"))
+    runner.use_own_library(ROOT, ["03_rag_baselines"])
+    (args, env), = calls
+    assert args[1:] == ["-m", "ragalign.runner", "03_rag_baselines"] and env[runner.OWN_LIBRARY] == "1"
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == str((ROOT / "lib").resolve())
+    monkeypatch.setenv(runner.OWN_LIBRARY, "1")
+    with pytest.raises(RuntimeError, match="imports ragalign from"):
+        runner.use_own_library(ROOT, ["03_rag_baselines"])

@@ -137,6 +137,9 @@ def run_host(params) -> dict:
     return {"cpu": c.get("model"), "capability": c.get("capability"), "bf16_flags": c.get("bf16_flags"), "dtype": n.dtype, "device": n.device}
 
 
+OWN_LIBRARY = "RAGALIGN_OWN_LIBRARY"  # set when the runner has re-executed itself on the project's own lib/
+
+
 def check_library(root: Path) -> None:
     """The library this Python imports must be the project's own ``lib/``: an editable install made from
     another clone (or a venv shared with one) would run other code than the files dvc.yaml lists as deps."""
@@ -146,6 +149,21 @@ def check_library(root: Path) -> None:
     if lib != (root / "lib").resolve():
         raise RuntimeError(f"this Python imports ragalign from {lib}, not from this project's {root / 'lib'}: "
                            f"run `make venv` in {root}, or put {root / 'lib'} first on PYTHONPATH")
+
+
+def use_own_library(root: Path, argv: list[str]) -> None:
+    """Re-execute the runner with ``root/lib`` first on ``PYTHONPATH`` (the stage's kernel inherits it) when
+    this Python imports ragalign from elsewhere. A queued DVC experiment runs in a copy of the project
+    (``.dvc/tmp/exps/...``) while the venv's editable install points at the workspace's ``lib/``; a venv made
+    in another clone points at that clone's. Either way the stage must run the code its dvc.yaml deps name."""
+    try:
+        check_library(root)
+        return
+    except RuntimeError:
+        if os.environ.get(OWN_LIBRARY) or not (root / "lib" / "ragalign").is_dir():
+            raise
+    path = os.pathsep.join([str((root / "lib").resolve()), *filter(None, [os.environ.get("PYTHONPATH")])])
+    os.execve(sys.executable, [sys.executable, "-m", "ragalign.runner", *argv], {**os.environ, OWN_LIBRARY: "1", "PYTHONPATH": path})
 
 
 def own_kernel(folder: Path) -> None:
@@ -224,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) not in (1, 3) or (len(argv) == 3 and argv[1] != "--params"):
         print("usage: python -m ragalign.runner STAGE [--params PATH]   (e.g. 01_prepare_data)", file=sys.stderr)
         return 2
+    use_own_library(Path.cwd(), argv)
     try:
         run_stage(argv[0], params_path=argv[2] if len(argv) == 3 else "params.yaml")
     except ParamsError as err:
