@@ -215,6 +215,12 @@ def row_probe_speed(r: dict) -> str:
             "(float32, as `models.dtype=auto` resolves there)")
 
 
+def row_smoke_cold(r: dict) -> str:
+    slowest = sorted(r["stages"].items(), key=lambda kv: -kv[1])[:3]
+    return (f"{r['wall_s'] / 60:.1f} min cold in {r['dtype']} (probe {r['probe_s']:.2f} s per answer before it); slowest stages: "
+            + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in slowest))
+
+
 def _pair_runs(name: str) -> tuple[str, str]:
     """The two runs a device_training comparison compares: ``cpu vs cuda, P`` or ``float32 vs bf16_autocast, D``."""
     left, _, tail = name.partition(", ")
@@ -312,6 +318,8 @@ BENCHES: dict[str, Bench] = {
                          "distractors), on the same further benchmark questions", row_reader_data, "timed"),
     "probe_speed": Bench("the cost estimator's probe (`core.numerics.probe`) in bf16, float32, and float32 with torch's kernels capped at AVX2 "
                          "(what a CPU without native bf16 runs), each in its own process", row_probe_speed, "speed"),
+    "smoke_cold": Bench("a cold `make smoke` (the whole pipeline on the tiny benchmark, empty LLM cache): the reference `make smoke` "
+                        "scales by the probe for its estimate, and checks against at its end", row_smoke_cold),
     "dtype_headline": Bench("every headline variant's test contexts answered in float32 and in bf16: how far the headline and its verdicts move",
                             row_dtype_headline),
 }

@@ -28,10 +28,10 @@ def run(cmd: list[str], repo: Path, env: dict) -> subprocess.CompletedProcess:
     return out
 
 
-def run_together(cmd: list[str], studies: list[tuple[Path, dict]]) -> None:
-    """``cmd`` in every study at once (each its own process tree), each required to succeed."""
-    procs = [(repo, subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)) for repo, env in studies]
-    for repo, proc in procs:
+def run_together(runs: list[tuple[list[str], Path, dict]]) -> None:
+    """Each ``(cmd, repo, env)`` at once (each its own process tree), each required to succeed."""
+    procs = [(cmd, repo, subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)) for cmd, repo, env in runs]
+    for cmd, repo, proc in procs:
         stdout, stderr = proc.communicate()
         assert proc.returncode == 0, f"{' '.join(cmd)} failed in {repo.name}:\n{stdout[-3000:]}\n{stderr[-6000:]}"
 

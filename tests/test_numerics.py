@@ -118,6 +118,26 @@ def test_the_estimate_scales_the_committed_run_by_the_probe(fake_cpu, tmp_path, 
     assert "at least 210 min: 1 stage(s) without a cold figure (07_figret)" in text
 
 
+def test_a_recorded_cold_smoke_run_is_the_smokes_estimate(fake_cpu, tmp_path):
+    """`make smoke` prints a cold smoke's minutes scaled by the probe, from the record `--record` wrote; a study
+    with a warm stage is refused as a reference."""
+    fake_cpu(AVX2)
+    params = validate({})
+    minutes, said = cost.smoke_estimate(params, 2.0, tmp_path)
+    assert minutes is None and "python -m ragalign.smoke --record" in said
+    study = tmp_path / "study"
+    (study / "results" / "timings").mkdir(parents=True)
+    for stage, wall in (("03_rag_baselines", 50.0), ("08_reader_tuning", 70.0)):
+        (study / "results" / "timings" / f"{stage}.json").write_text(json.dumps({"stage": stage, "wall_s": wall, "cold": True}))
+    record = cost.smoke_record(params, 1.0, 600.0, study, tmp_path)
+    assert record["stages"] == {"03_rag_baselines": 50.0, "08_reader_tuning": 70.0} and record["dtype"] == "float32"
+    minutes, said = cost.smoke_estimate(params, 2.0, tmp_path)  # a probe twice as slow: twice the 10 minutes
+    assert minutes == pytest.approx(20.0) and "a cold smoke run took 10.0 min on" in said
+    (study / "results" / "timings" / "08_reader_tuning.json").write_text(json.dumps({"stage": "08_reader_tuning", "wall_s": 3.0, "cold": False}))
+    with pytest.raises(ValueError, match="not a cold smoke run: 08_reader_tuning"):
+        cost.smoke_record(params, 1.0, 600.0, study, tmp_path)
+
+
 def test_the_probe_times_a_prefill_and_the_decode_steps_of_one_answer(monkeypatch):
     """One probe answer = one prefill of PROBE_TOKENS tokens, then PROBE_STEPS single-token steps on its KV cache
     (a warm-up and five timed answers); steps=0 times the prefill alone."""

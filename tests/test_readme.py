@@ -221,8 +221,9 @@ CLAIMS = [
                                                                   "11 reads 08's and 09's metrics"), "dvc.yaml"),
     Claim(r"held-out loss lies above (0); the trainer restores the start", lambda m: need('keep == "beats" and verdict(interval) != BEATS' in _src("lib/ragalign/core/training.py"),
                                                                                        "training.fit's keep rule"), "lib/ragalign/core/training.py"),
-    Claim(r"own format \((01)–(03) on both, and (08) on SQuAD; the later", lambda m: need('FORMAT_STAGES = ("03_rag_baselines", "08_reader_tuning")' in _src("tests/test_other_benchmarks.py")
-                                                                                  and '("squad", FORMAT_STAGES)' in _src("tests/test_other_benchmarks.py"),
+    Claim(r"own format \((01)–(02) on both, (03) and (08) on SQuAD; the later", lambda m: need('FORMAT_STAGES = ("03_rag_baselines", "08_reader_tuning")' in _src("tests/test_other_benchmarks.py")
+                                                                                  and '("squad", FORMAT_STAGES)' in _src("tests/test_other_benchmarks.py")
+                                                                                  and '("nq_open", ("02_retrieval",))' in _src("tests/test_other_benchmarks.py"),
                                                                    "the other-benchmark tests' stages"), "tests/test_other_benchmarks.py"),
     Claim(r"HF_HUB_OFFLINE=(1)", lambda m: need("HF_HUB_OFFLINE := 1" in _src("Makefile"), "the Makefile's offline switch"), "Makefile"),
     Claim(r"contexts of more than (6) documents", lambda m: need(2 ** int(m.group(1)) == PARAMS["rag_e"]["max_exact_subsets"], "rag_e.max_exact_subsets"),

@@ -21,6 +21,9 @@ from pathlib import Path
 
 import yaml
 
+from ragalign.core import cost
+from ragalign.core.params import validate
+
 ROOT = Path(__file__).resolve().parents[2]
 SKIP_TOP = {".git", ".venv", ".cache", "results", "data", "reports", "figures", "data.dvc", "dvc.lock", ".pytest_cache", ".ruff_cache", ".whl"}
 
@@ -162,7 +165,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the whole pipeline on a tiny benchmark in a temporary copy.")
     parser.add_argument("--dataset", default="hotpotqa", choices=["hotpotqa", "squad", "nq_open"])
     parser.add_argument("--keep", action="store_true", help="keep the temporary study (its path is printed)")
+    parser.add_argument("--record", action="store_true", help=f"record this cold run as the estimate's reference ({cost.SMOKE_COLD})")
     args = parser.parse_args(argv)
+    params = validate(smoke_params())
+    probe_s = cost.probe(params)  # before the run, on an idle machine
+    minutes, said = cost.smoke_estimate(params, probe_s, ROOT)
+    print(f"[smoke] {said}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="ragalign-smoke-"))
     start = time.perf_counter()
     try:
@@ -171,7 +179,13 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=work / "study", env=env, check=True)
         summary = json.loads((work / "study" / "results/metrics/summary.json").read_text())
         failed = summary.get("validity", {}).get("failed", [])
-        print(f"[smoke] done in {(time.perf_counter() - start) / 60:.1f} min; {len(summary['variants'])} variants; failed gates: {failed or 'none'}")
+        took = (time.perf_counter() - start) / 60
+        print(f"[smoke] done in {took:.1f} min; {len(summary['variants'])} variants; failed gates: {failed or 'none'}")
+        if minutes:
+            print(f"[smoke] cold, against the estimate of {minutes:.1f} min: x{took / minutes:.2f} ({'within' if abs(took / minutes - 1) <= 0.3 else 'outside'} 30%)")
+        if args.record:
+            cost.smoke_record(params, probe_s, took * 60, work / "study", ROOT)
+            print(f"[smoke] recorded as the estimate's reference: {cost.SMOKE_COLD}")
         return 0
     except subprocess.CalledProcessError as err:
         print(f"[smoke] failed after {(time.perf_counter() - start) / 60:.1f} min: {err}", file=sys.stderr)

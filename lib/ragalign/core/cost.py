@@ -91,6 +91,40 @@ def estimate(params, root: str | Path = ".") -> str:
     return "\n".join(lines)
 
 
+SMOKE_COLD = Path("bench/results/smoke_cold.json")  # `python -m ragalign.smoke --record`: a cold smoke run and its probe
+
+
+def smoke_estimate(params, here: float, root: str | Path = ".") -> tuple[float | None, str]:
+    """A cold ``make smoke``'s expected minutes on a host whose probe takes ``here`` seconds: the recorded cold
+    smoke run (:data:`SMOKE_COLD`) scaled by ``here`` over the probe taken before that run; None, and why,
+    before any smoke run was recorded."""
+    path = Path(root, SMOKE_COLD)
+    if not path.exists():
+        return None, f"no estimate: no cold smoke run recorded ({SMOKE_COLD}; `python -m ragalign.smoke --record` writes it)"
+    ref = json.loads(path.read_text())
+    minutes = ref["wall_s"] / 60 * here / ref["probe_s"]
+    return minutes, (f"estimate: {minutes:.1f} min here (probe {here:.2f} s per answer, {resolve(params).dtype}); a cold smoke run "
+                     f"took {ref['wall_s'] / 60:.1f} min on {ref['host']['cpu']['model']} ({ref['dtype']}, probe {ref['probe_s']:.2f} s)")
+
+
+def smoke_record(params, probe_s: float, wall_s: float, study: Path, root: str | Path = ".") -> dict:
+    """Write :data:`SMOKE_COLD` from a finished smoke ``study``: its wall time, the probe taken before it and its
+    stages' times. Refused unless every stage was cold (the smoke's LLM cache starts empty, so it always is)."""
+    from ragalign.core.io import atomic_write_text
+    from ragalign.core.numerics import host
+
+    stages = {t["stage"]: t for t in stage_times(study)}
+    warm = [name for name, t in stages.items() if not t.get("cold")]
+    if warm:
+        raise ValueError(f"not a cold smoke run: {', '.join(warm)} read values from an earlier run's cache")
+    import torch
+
+    record = {"host": host() | {"torch_threads": torch.get_num_threads()}, "dtype": resolve(params).dtype, "probe_s": round(probe_s, 3), "wall_s": round(wall_s, 1),
+              "stages": {name: t["wall_s"] for name, t in stages.items()}}
+    atomic_write_text(Path(root, SMOKE_COLD), json.dumps(record, indent=1) + "\n")
+    return record
+
+
 def main(argv: list[str] | None = None) -> int:
     from ragalign.core.params import ParamsError, load
 
