@@ -9,14 +9,12 @@ results. (The twin stops at 08 to keep `make test` within 20 minutes on a 2-core
 stages reuse the scoring, training and sampling paths the twin checks.)
 
 The tests here share the tiny study and run in order in one pytest-xdist worker (``make test``:
-``-n 2 --dist loadfile``); the other benchmarks' studies (test_other_benchmarks.py) and the unit
+``-n 2 --dist loadfile``); the sweep's study (test_sweep.py), the other benchmarks' studies (test_other_benchmarks.py) and the unit
 tests run beside them.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import shutil
@@ -146,41 +144,6 @@ def test_interrupted_stage_resumes_from_cache(tiny_repo):
     run([sys.executable, "-m", "ragalign.runner", "03_rag_baselines"], repo, env)
     assert (repo / "results/metrics/baselines.json").read_bytes() == reference
 
-
-def test_queued_sweep_gives_a_comparison_table(tiny_repo):
-    """The README's sweep: queue a grid over gain.alpha, run the queue, compare with `dvc exp show`. The grid
-    holds the workspace's value (0.5, which DVC's run cache makes free, as the README says) and one other. Each
-    queued experiment runs in a copy of the project (``.dvc/tmp/exps``), on that copy's own lib/ (the runner
-    re-executes itself there). The experiments stop at GainRAG's selector (stage 05), the first metrics alpha
-    moves: the later stages are the full run's above, and the queue's copy, params and comparison are the same."""
-    repo, _, env = tiny_repo
-    env = {**env, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org"}
-    dvc = [sys.executable, "-m", "dvc"]
-    # the state a clone has after `dvc pull` and a finished `dvc repro`: data tracked by DVC, results committed
-    # (`dvc commit`: the resume test above re-ran stage 03 outside DVC, so its wall time changed)
-    run([*dvc, "add", "data"], repo, env)
-    run([*dvc, "commit", "--force"], repo, env)
-    run(["git", "add", "-A"], repo, env)
-    run(["git", "commit", "-q", "-m", "tiny study"], repo, env)
-    run([*dvc, "exp", "run", "--queue", "-S", "gain.alpha=0,0.5", "05_selector_training"], repo, env)
-    run([*dvc, "queue", "start"], repo, env)
-    deadline = time.time() + 1500
-    while time.time() < deadline:
-        status = run([*dvc, "queue", "status"], repo, env).stdout
-        if not any(word in status for word in ("Queued", "Running")):
-            break
-        time.sleep(5)
-    assert status.count("Success") == 2, status
-    table = run([*dvc, "exp", "show", "--csv"], repo, env).stdout
-    experiments = [r for r in csv.DictReader(io.StringIO(table)) if r["State"] == "Success"]
-    assert sorted(float(r["gain.alpha"]) for r in experiments) == [0.0, 0.5], table
-    assert all(r["gainrag.gold_logprob.mean"] not in ("", "-") for r in experiments)
-    # α weights the contrastive term of the gain labels, so each experiment labelled differently
-    assert len({r["labels.label_mean"] for r in experiments}) == 2
-    # the README's readable form of the same comparison
-    keep = "Experiment|gain.alpha|gainrag.(gold_logprob|f1).mean$|labels.label_mean"
-    shown = run([*dvc, "exp", "show", "--drop", ".*", "--keep", keep], repo, env).stdout
-    assert "gain.alpha" in shown and "gainrag.f1.mean" in shown
 
 
 # The stages that read a benchmark's own format or depend on how many gold passages a question has:
