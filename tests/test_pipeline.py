@@ -2,11 +2,11 @@
 
 The tiny benchmark is a HotpotQA-format file written by the test; params are shrunk so every
 stage runs in seconds with the real packaged models. A twin study, in its own folder with its own
-empty LLM cache, runs the stages that answer and train (00-08: every kind of LLM value, every trainer,
-every seeded sampling but the audit's) at the same time and must reproduce their metrics files and
+empty LLM cache, runs the stages that answer, label and train (03 answers, 04 gain labels, 05 the
+selector's training, 08 the reader's) at the same time and must reproduce their metrics files and
 reports byte for byte; a stage killed mid-way must resume from its cache and finish with the same
-results. (The twin stops at 08 to keep `make test` within 20 minutes on a 2-core float32 CPU: the later
-stages reuse the scoring, training and sampling paths the twin checks.)
+results. (The twin runs these alone to keep `make test` within 20 minutes on a 2-core float32 CPU: the
+other stages reuse the scoring, generation and training paths the twin checks.)
 
 The tests here share the tiny study and run in order in one pytest-xdist worker (``make test``:
 ``-n 2 --dist loadfile``); the sweep's study (test_sweep.py), the other benchmarks' studies (test_other_benchmarks.py) and the unit
@@ -32,12 +32,12 @@ from tests.study import make_study, run, run_together, snapshot, stage_outputs
 
 pytestmark = pytest.mark.slow
 
-TWIN_STAGES = ("03_rag_baselines", "06_rationale_distillation", "07_figret", "08_reader_tuning")  # with what they need: 00-08
+TWIN_STAGES = ("03_rag_baselines", "05_selector_training", "08_reader_tuning")  # with what they need: 00-05 and 08
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> dict:
-    """The smoke study and a twin of it (its own folder, its own empty LLM cache; stages 00-08), run by
+    """The smoke study and a twin of it (its own folder, its own empty LLM cache; TWIN_STAGES), run by
     `dvc repro` at the same time; what the end-to-end test checks is captured here, before any other test touches the study,
     so the tests that share it may run in any order (pytest-xdist does not keep the file's order)."""
     repo, cache, env = make_study(tmp_path_factory)
@@ -57,8 +57,8 @@ def tiny_repo(tiny_run) -> tuple[Path, Path, dict]:
 
 
 def test_full_pipeline_runs_and_is_deterministic(tiny_run):
-    """The whole pipeline, and a twin of its stages 00-08 from an empty LLM cache in another folder, at the
-    same time: every metrics file and report the twin wrote is byte for byte the first study's."""
+    """The whole pipeline, and a twin of its answering, labelling and training stages from an empty LLM cache
+    in another folder, at the same time: every metrics file and report the twin wrote is byte for byte the first study's."""
     assert not tiny_run["missing"], f"declared outputs missing: {tiny_run['missing']}"
     first, second = tiny_run["first"], tiny_run["twin"]
     for name, content in first.items():
@@ -68,7 +68,7 @@ def test_full_pipeline_runs_and_is_deterministic(tiny_run):
     for variant in ("no_retrieval", "oracle", "bm25", "dense", "reranker"):
         assert 0 <= baselines[variant]["f1"]["lo"] <= baselines[variant]["f1"]["mean"] <= baselines[variant]["f1"]["hi"] <= 1
     assert tiny_run["status"] == {}, tiny_run["status"]  # every stage, 00_numerics included, is up to date with dvc.lock
-    assert sorted(name[len("reports/"):][:2] for name in second if name.startswith("reports/")) == [f"{i:02d}" for i in range(9)]
+    assert sorted(name[len("reports/"):][:2] for name in second if name.startswith("reports/")) == ["00", "01", "02", "03", "04", "05", "08"]
     assert second.keys() <= first.keys()
     differ = [name for name in second if first[name] != second[name]]
     assert not differ, f"not byte-identical on a second run: {differ}"
