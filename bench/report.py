@@ -287,6 +287,7 @@ class Bench:
     compares: str
     row: Callable[[dict], str]
     bf16: str | None = None  # "speed": the row claims bf16 vs float32 speed; "timed": it times bf16 runs
+    script: str | None = None  # what writes the result, when not ``bench/NAME.py``
 
     def bf16_on_cpu(self, r: dict) -> str | None:
         """The row's bf16 claim about a CPU (None: none; a result of CUDA runs only makes no CPU claim)."""
@@ -319,7 +320,8 @@ BENCHES: dict[str, Bench] = {
     "probe_speed": Bench("the cost estimator's probe (`core.numerics.probe`) in bf16, float32, and float32 with torch's kernels capped at AVX2 "
                          "(what a CPU without native bf16 runs), each in its own process", row_probe_speed, "speed"),
     "smoke_cold": Bench("a cold `make smoke` (the whole pipeline on the tiny benchmark, empty LLM cache): the reference `make smoke` "
-                        "scales by the probe for its estimate, and checks against at its end", row_smoke_cold),
+                        "scales by the probe for its estimate, and checks against at its end", row_smoke_cold,
+                        script="python -m ragalign.smoke --record"),
     "dtype_headline": Bench("every headline variant's test contexts answered in float32 and in bf16: how far the headline and its verdicts move",
                             row_dtype_headline),
 }
@@ -350,10 +352,10 @@ def bench_table(root: Path = ROOT) -> str:
     for name, bench in BENCHES.items():
         files = [p for p in found if bench_of(p) == name]
         if not files:
-            rows.append(f"| `bench/{name}.py` | {_cell(bench.compares)} | not run yet | – |")
+            rows.append(f"| `{bench.script or f'bench/{name}.py'}` | {_cell(bench.compares)} | not run yet | – |")
         for p in files:
             r = found[p]
-            label_ = f"`bench/{name}.py`" + ("" if p.stem == name else f" (`{p.name}`)")
+            label_ = f"`{bench.script or f'bench/{name}.py'}`" + ("" if p.stem == name else f" (`{p.name}`)")
             kind = bench.bf16_on_cpu(r)
             where = machine(r) + (f"; {bf16_scope(r, kind)}" if kind else "")
             rows.append(f"| {label_} | {_cell(bench.compares)} | {_cell(bench.row(r))} | {_cell(where)} |")
