@@ -110,6 +110,8 @@ def smoke_estimate(params, here: float, root: str | Path = ".") -> tuple[float |
 def smoke_record(params, probe_s: float, wall_s: float, study: Path, root: str | Path = ".") -> dict:
     """Write :data:`SMOKE_COLD` from a finished smoke ``study``: its wall time, the probe taken before it and its
     stages' times. Refused unless every stage was cold (the smoke's LLM cache starts empty, so it always is)."""
+    import torch
+
     from ragalign.core.io import atomic_write_text
     from ragalign.core.numerics import host
 
@@ -117,8 +119,6 @@ def smoke_record(params, probe_s: float, wall_s: float, study: Path, root: str |
     warm = [name for name, t in stages.items() if not t.get("cold")]
     if warm:
         raise ValueError(f"not a cold smoke run: {', '.join(warm)} read values from an earlier run's cache")
-    import torch
-
     record = {"host": host() | {"torch_threads": torch.get_num_threads()}, "dtype": resolve(params).dtype, "probe_s": round(probe_s, 3), "wall_s": round(wall_s, 1),
               "stages": {name: t["wall_s"] for name, t in stages.items()}}
     atomic_write_text(Path(root, SMOKE_COLD), json.dumps(record, indent=1) + "\n")
