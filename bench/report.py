@@ -320,7 +320,7 @@ BENCHES: dict[str, Bench] = {
     "probe_speed": Bench("the cost estimator's probe (`core.numerics.probe`) in bf16, float32, and float32 with torch's kernels capped at AVX2 "
                          "(what a CPU without native bf16 runs), each in its own process", row_probe_speed, "speed"),
     "smoke_cold": Bench("a cold `make smoke` (the whole pipeline on the tiny benchmark, empty LLM cache): the reference `make smoke` "
-                        "scales by the probe for its estimate, and checks against at its end", row_smoke_cold,
+                        "scales by the probe for its estimate, and checks its own wall time against", row_smoke_cold,
                         script="python -m ragalign.smoke --record"),
     "dtype_headline": Bench("every headline variant's test contexts answered in float32 and in bf16: how far the headline and its verdicts move",
                             row_dtype_headline),
