@@ -21,7 +21,7 @@ import time
 import numpy as np
 import pandas as pd
 import torch
-from report import emit
+from report import emit, study_dtype
 
 from ragalign.core.data import load_passages, load_questions
 from ragalign.core.lm import LM
@@ -32,9 +32,10 @@ from ragalign.core.retrieval import top_pids
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--questions", type=int, default=32)
+    ap.add_argument("--dtype", default=None, help="default: what the study resolves to here (models.dtype)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
-    lm = LM("smollm2-135m-instruct", "bfloat16", cache_root=tempfile.mkdtemp(), show_progress=False)
+    lm = LM("smollm2-135m-instruct", args.dtype or study_dtype(), cache_root=tempfile.mkdtemp(), show_progress=False)
     test = load_questions(split="test").head(args.questions)
     store = PassageStore(load_passages(), lm, 128)
     dense = top_pids(pd.read_parquet("results/retrieval/dense.parquet"), 5)
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     diff = np.abs(np.array(naive_gold) - np.array(shared_gold))
     result = {
         "torch_threads": torch.get_num_threads(),
+        "dtype": lm.dtype,
         "questions": len(prompts),
         "mean_prompt_tokens": round(float(np.mean([len(lm.prompt_ids(p)) for p in prompts])), 1),
         "seconds_per_question": {"two passes (generate + token_logprobs)": round(naive_s / len(prompts), 3), "one shared prefill (LM.answer)": round(shared_s / len(prompts), 3)},

@@ -16,7 +16,7 @@ import sys
 import time
 
 import torch
-from report import emit
+from report import emit, study_dtype
 
 from ragalign.core.data import load_passages, load_questions
 from ragalign.core.lm import LM
@@ -49,10 +49,12 @@ def run(lm: LM, prompts: list[str], new: int, **generate_kwargs) -> tuple[list[s
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--questions", type=int, default=16)
+    ap.add_argument("--dtype", default=None, help="default: what the study resolves to here (models.dtype)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
-    lm = LM("smollm2-135m-instruct", "bfloat16", show_progress=False)
-    result: dict = {"torch_threads": torch.get_num_threads(), "questions": args.questions, "workloads": {}}
+    dtype = args.dtype or study_dtype()
+    lm = LM("smollm2-135m-instruct", dtype, show_progress=False)
+    result: dict = {"torch_threads": torch.get_num_threads(), "dtype": dtype, "questions": args.questions, "workloads": {}}
     for name, (prompts, new) in workloads(lm, args.questions).items():
         base, t_base = run(lm, prompts, new, cache_implementation=None)  # the default dynamic cache everywhere
         static, t_static = run(lm, prompts, new, cache_implementation="static")
@@ -60,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         result["workloads"][name] = row
     from transformers import AutoModelForCausalLM
 
-    sdpa = AutoModelForCausalLM.from_pretrained(generator_path("smollm2-135m-instruct"), dtype=torch.bfloat16, attn_implementation="sdpa").eval()
-    lm_sdpa = LM("sdpa", "bfloat16", tokenizer=lm.tokenizer, model=sdpa, show_progress=False)
+    sdpa = AutoModelForCausalLM.from_pretrained(generator_path("smollm2-135m-instruct"), dtype=getattr(torch, dtype), attn_implementation="sdpa").eval()
+    lm_sdpa = LM("sdpa", dtype, tokenizer=lm.tokenizer, model=sdpa, show_progress=False)
     for name, (prompts, new) in workloads(lm, args.questions).items():
         base = run(lm, prompts, new, cache_implementation=None)[0]
         out, t = run(lm_sdpa, prompts, new, cache_implementation=None)

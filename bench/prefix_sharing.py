@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from report import emit
+from report import emit, study_dtype
 
 from ragalign.audit.coalitions import PrefixScorer, Segmentation
 from ragalign.audit.shapley import all_masks, members
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         "--alone", type=int, default=4, help="coalitions per game scored again alone (bitwise batch-invariance check)"
     )
     ap.add_argument("--model", default="smollm2-135m-instruct")
-    ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument("--dtype", default=None, help="default: what the study resolves to here (models.dtype)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--max-passage-tokens", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--note", default="", help="free text stored with the result (e.g. what else ran on the machine)")
     args = ap.parse_args(argv)
     plan = [tuple(int(x) for x in part.split(":")) for part in args.games.split(",")]
-    lm = LM(args.model, args.dtype, show_progress=False, device=args.device)
+    lm = LM(args.model, args.dtype or study_dtype(), show_progress=False, device=args.device)
     games = sample_games(lm, plan, args.max_passage_tokens)
     lm._token_logprobs([build_prompt("warm-up?", games[0][2][:1])], ["up"])  # first-call overheads out of the timings
     rng = np.random.default_rng(args.seed)
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         }
     result = {
         "model": args.model,
-        "dtype": args.dtype,
+        "dtype": lm.dtype,
         "device": lm.device,
         "max_passage_tokens": args.max_passage_tokens,
         "segmentation": {

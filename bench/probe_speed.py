@@ -9,7 +9,7 @@ kernels capped at AVX2 (``ATEN_CPU_CAPABILITY=avx2``, with oneDNN's and MKL's GE
 ``ONEDNN_MAX_CPU_ISA=AVX2``, ``MKL_ENABLE_INSTRUCTIONS=AVX2``; each setting in its own process, as the
 caps must be set before torch loads). The float32/AVX2 over bf16 ratio is what an AVX2-only CPU of this one's
 clock and cores would pay per answer: the README's estimate for a float32-only machine. Each probe
-is the fastest of five answers after a warm-up (``core.numerics.probe``); machine-dependent. The prefill
+is the fastest of five answers after a warm-up (``core.probes.probe``); machine-dependent. The prefill
 alone is timed too, as the probe was before it counted decode steps: the two ratios differ.
 """
 
@@ -23,7 +23,7 @@ import sys
 
 from report import emit
 
-from ragalign.core.numerics import PROBE_STEPS, PROBE_TOKENS
+from ragalign.core.probes import PROBE_STEPS, PROBE_TOKENS
 
 SETTINGS = {  # name -> (models.dtype, ATEN_CPU_CAPABILITY or None)
     "bfloat16": ("bfloat16", None),
@@ -33,10 +33,10 @@ SETTINGS = {  # name -> (models.dtype, ATEN_CPU_CAPABILITY or None)
 
 PROBE = """
 import json, sys
-from ragalign.core import numerics
+from ragalign.core import numerics, probes
 from ragalign.core.params import validate
 params = validate({"models": {"dtype": sys.argv[1]}})
-print(json.dumps({"probe_s": numerics.probe(params), "prefill_s": numerics.probe(params, steps=0), "capability": numerics.cpu()["capability"]}))
+print(json.dumps({"probe_s": probes.probe(params), "prefill_s": probes.probe(params, steps=0), "capability": numerics.cpu()["capability"]}))
 """
 
 

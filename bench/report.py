@@ -24,6 +24,15 @@ from ragalign.core.io import write_json
 from ragalign.core.numerics import host
 
 
+def study_dtype() -> str:
+    """The generator dtype the study resolves to on this machine (``models.dtype`` of params.yaml: ``auto`` is
+    bfloat16 where bf16 is native, else float32), so a bench times the path the study takes here."""
+    from ragalign.core.numerics import resolve
+    from ragalign.core.params import load
+
+    return resolve(load()).dtype
+
+
 def emit(result: dict, out: str | None) -> int:
     """Print ``result`` (with the ``host`` it ran on) and write it to ``out``; the script's exit status (0)."""
     device = "cuda" if torch.cuda.is_available() and torch.cuda.is_initialized() else "cpu"
@@ -116,11 +125,13 @@ def bf16_scope(result: dict, kind: str) -> str:
 # --- one small function per benchmark: its result file -> the "last result" cell -----------------
 
 def row_gain_throughput(r: dict) -> str:
-    p, same = r["pairs_per_s"], r["labels_equal_naive_bitwise"]
-    identical = "labels bit-identical on all three" if all(same.values()) else f"labels bit-identical to naive: {', '.join(k for k, v in same.items() if v) or 'none'}"
+    p, same, diff = r["pairs_per_s"], r["labels_equal_naive_bitwise"], r["max_abs_label_diff_vs_naive"]
+    identical = ("labels bit-identical on all three" if all(same.values()) else
+                 "labels against naive's: " + ", ".join(f"{k} {'bit-identical' if same[k] else f'within {_g(diff[k])}'}" for k in ("study", "padded")))
+    gemm_dtype, gflops = r.get("gemm_dtype", "bf16"), r.get("gemm_peak_gflops", r.get("bf16_gemm_peak_gflops"))
     return (f"{p['study']:.1f} pairs/s vs {p['naive']:.1f} naive ({r['speedup_vs_naive']:.1f}x) vs {p['padded']:.1f} padded ({r['dtype']}, "
             f"{r['n_questions']} questions, {r['n_pairs']} pairs); {identical}; {_pct(r['roofline_fraction']['study'])} of the machine's "
-            f"measured bf16 GEMM throughput ({r['bf16_gemm_peak_gflops']:.0f} GFLOP/s) in useful FLOPs")
+            f"measured {gemm_dtype} GEMM throughput ({gflops:.0f} GFLOP/s) in useful FLOPs")
 
 
 def row_prefix_sharing(r: dict) -> str:
@@ -173,7 +184,7 @@ def row_device_check(r: dict) -> str:
 
 def row_answering(r: dict) -> str:
     (shared, t_shared), (two, t_two) = r["seconds_per_question"].items()
-    return (f"{t_shared:.2f} vs {t_two:.2f} s per question ({r['speedup']:.2f}x; mean prompt {r['mean_prompt_tokens']:.0f} tokens); "
+    return (f"{t_shared:.2f} vs {t_two:.2f} s per question ({r['speedup']:.2f}x; {r.get('dtype', 'bfloat16')}; mean prompt {r['mean_prompt_tokens']:.0f} tokens); "
             f"{r['same_replies']} of {r['questions']} replies identical; gold-answer log-prob within {_g(r['gold_logprob_max_abs_diff'])} nats "
             f"(mean {_g(r['gold_logprob_mean_abs_diff'], 1)})")
 
@@ -251,9 +262,10 @@ def row_decoding(r: dict) -> str:
     for name, label_ in (("rag_answers", "RAG answers decoded alone"), ("pseudo_passages", "grouped long replies (pseudo-passages)")):
         s = w[name]["seconds"]
         ratio = s["dynamic cache, eager"] / s["static cache"]
-        speed = f"static cache {ratio:.2f}x {'faster' if ratio > 1 else 'slower' if ratio < 1 else 'as fast'}" if ratio >= 1 else f"static cache {1 / ratio:.2f}x slower"
+        speed = ("static cache as fast (within 2%)" if abs(ratio - 1) < 0.02 else
+                 f"static cache {ratio:.2f}x faster" if ratio > 1 else f"static cache {1 / ratio:.2f}x slower")
         parts.append(f"{label_}: {speed} ({'same' if w[name]['static_same_replies'] else 'other'} replies), SDPA {'same' if w[name]['sdpa_same_replies'] else 'other'} replies")
-    return f"{r['questions']} questions; " + "; ".join(parts)
+    return f"{r['questions']} questions, {r.get('dtype', 'bfloat16')}; " + "; ".join(parts)
 
 
 def row_dtype_headline(r: dict) -> str:
@@ -288,12 +300,15 @@ class Bench:
     row: Callable[[dict], str]
     bf16: str | None = None  # "speed": the row claims bf16 vs float32 speed; "timed": it times bf16 runs
     script: str | None = None  # what writes the result, when not ``bench/NAME.py``
+    machine_free: str | None = None  # why the result is the same on every machine (it times nothing), when it is
 
     def bf16_on_cpu(self, r: dict) -> str | None:
         """The row's bf16 claim about a CPU (None: none; a result of CUDA runs only makes no CPU claim)."""
         runs = list(r.get("runs", {})) if isinstance(r.get("runs"), dict) else []
         device_runs = bool(runs) and all("/" in k for k in runs)  # "cpu/float32", "cuda/bfloat16", ...
-        return None if device_runs and not any(k.startswith("cpu/") for k in runs) else self.bf16
+        if device_runs and not any(k.startswith("cpu/") for k in runs):
+            return None
+        return None if self.bf16 == "timed" and r.get("dtype", "bfloat16") != "bfloat16" else self.bf16  # timed in float32: no bf16 claim
 
 
 BENCHES: dict[str, Bench] = {
@@ -302,7 +317,7 @@ BENCHES: dict[str, Bench] = {
     "prefix_sharing": Bench("coalition values over a prefix tree reusing the KV cache of shared document prefixes vs one full forward per coalition",
                             row_prefix_sharing, "timed"),
     "shapley_convergence": Bench("every Shapley estimator against exact values on full 2^n tables of real games (`bench/data/`), seeded repeats",
-                                 row_shapley_convergence),
+                                 row_shapley_convergence, machine_free="any machine: counts of look-ups in recorded value tables, no timing"),
     "device_check": Bench("the LM scoring, generation, gain-labelling and Shapley paths on CUDA and CPU, bf16 and float32, with batch-invariance checks",
                           row_device_check, "speed"),
     "answering": Bench("RAG answering: one shared prefill for the greedy reply and the gold answers' scores (`LM.answer`) vs decoding and scoring "
@@ -317,7 +332,7 @@ BENCHES: dict[str, Bench] = {
                            "same examples and held-out questions", row_reader_tuning, "timed"),
     "reader_data": Bench("reader training questions: more of the benchmark vs as many SQuAD questions (gold paragraph among same-article "
                          "distractors), on the same further benchmark questions", row_reader_data, "timed"),
-    "probe_speed": Bench("the cost estimator's probe (`core.numerics.probe`) in bf16, float32, and float32 with torch's kernels capped at AVX2 "
+    "probe_speed": Bench("the cost estimator's probe (`core.probes.probe`) in bf16, float32, and float32 with torch's kernels capped at AVX2 "
                          "(what a CPU without native bf16 runs), each in its own process", row_probe_speed, "speed"),
     "smoke_cold": Bench("a cold `make smoke` (the whole pipeline on the tiny benchmark, empty LLM cache): the reference `make smoke` "
                         "scales by the probe for its estimate, and checks its own wall time against", row_smoke_cold,
@@ -357,7 +372,7 @@ def bench_table(root: Path = ROOT) -> str:
             r = found[p]
             label_ = f"`{bench.script or f'bench/{name}.py'}`" + ("" if p.stem == name else f" (`{p.name}`)")
             kind = bench.bf16_on_cpu(r)
-            where = machine(r) + (f"; {bf16_scope(r, kind)}" if kind else "")
+            where = bench.machine_free or machine(r) + (f"; {bf16_scope(r, kind)}" if kind else "")
             rows.append(f"| {label_} | {_cell(bench.compares)} | {_cell(bench.row(r))} | {_cell(where)} |")
     header = ("| benchmark | what it compares (same run) | last result | holds on |\n|---|---|---|---|")
     note = (f"Generated by `python bench/report.py readme` from `bench/results/*.json`. A timing holds on the machine in its last column: "

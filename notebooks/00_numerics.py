@@ -18,6 +18,7 @@
 
 # %% tags=["parameters"]
 models: dict = {}
+probe: dict = {}
 retrieval: dict = {}
 training: dict = {}
 

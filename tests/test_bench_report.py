@@ -109,6 +109,24 @@ def test_the_machine_column_names_the_cpu_and_where_bf16_timings_hold(root):
     assert "NVIDIA Fake" in report.machine({"host": NATIVE | {"cuda_device": "NVIDIA Fake"}})
 
 
+# Results of runs on a lent GPU machine before `emit` recorded the host: they name the GPU and the host's CPU model
+# only, and no GPU is at hand to run them again. Nothing may join this list.
+UNHOSTED_DEVICE_RESULTS = {"device_check_h200.json", "device_check_h200_padded_batches.json", "device_training_h100.json"}
+
+
+def test_every_committed_result_names_the_machine_it_holds_on():
+    """Each file in bench/results has a ``host`` block, or times nothing (its row says "any machine"); the three
+    older GPU results are the only exceptions, and their rows say what is not recorded."""
+    for path, result in report.results(ROOT).items():
+        bench = report.BENCHES[report.bench_of(path)]
+        if path.name in UNHOSTED_DEVICE_RESULTS:
+            assert "not recorded" in report.machine(result), path.name
+        elif bench.machine_free is None:
+            assert {"model", "family", "capability", "bf16_flags"} <= set(result.get("host", {}).get("cpu", {})), f"{path.name}: no host block"
+    table = report.bench_table(ROOT)
+    assert "any machine: counts of look-ups" in next(line for line in table.splitlines() if "shapley_convergence" in line)
+
+
 def test_a_result_no_benchmark_formats_is_an_error(root):
     write(root, "mystery.json", {})
     with pytest.raises(KeyError, match="mystery.json"):

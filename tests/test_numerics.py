@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ragalign.core import artifacts, cost, numerics
+from ragalign.core import artifacts, cost, numerics, probes
 from ragalign.core.params import validate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,11 +102,12 @@ def test_the_estimate_scales_the_committed_run_by_the_probe(fake_cpu, tmp_path, 
                                        ("05_selector_training", 600, False, there), ("07_figret", 600, True, {"cpu": "Other", "dtype": "float32"})):
         (timings / f"{stage}.json").write_text(json.dumps({"stage": stage, "wall_s": wall, "peak_rss_mib": 2048, "cold": cold, "host": machine}))
     artifacts.PROBE.write({"host": {"cpu": ZEN5}, "probe_s": 0.5, "numerics": {"dtype": "bfloat16"}}, tmp_path)  # an older probe's record
-    monkeypatch.setattr(cost, "probe", lambda params: 1.5)  # three times slower here
+    monkeypatch.setattr(cost, "probes", lambda params: {"answer": 1.5, "encode": 1.0, "train": 2.0})  # answering three times slower here
     assert "the committed probe measured something else: re-run `dvc repro --force --single-item 00_numerics`" in cost.estimate(validate({}), tmp_path)
-    artifacts.PROBE.write({"host": {"cpu": ZEN5}, "probe_s": 0.5, "probe_steps": numerics.PROBE_STEPS, "numerics": {"dtype": "bfloat16"}}, tmp_path)
+    artifacts.PROBE.write({"host": {"cpu": ZEN5}, "probe_s": 0.5, "probe_steps": probes.PROBE_STEPS, "numerics": {"dtype": "bfloat16"}}, tmp_path)
     text = cost.estimate(validate({}), tmp_path)
-    assert "03_rag_baselines:   90.0 min here (30.0 min cold there; peak 2.0 GiB)" in text
+    assert "03_rag_baselines:   90.0 min here (30.0 min cold there; peak 2.0 GiB; answer probe alone)" in text
+    assert "encode 1.00 s (not probed there)" in text and "2 stage(s) scaled by the answer probe alone" in text
     assert "05_selector_training: no cold figure yet (warm: some values came from the cache" in text
     assert "07_figret: no cold figure yet (measured on Other" in text
     assert "at least 180 min: 2 stage(s) without a cold figure (05_selector_training, 07_figret) are not counted" in text
@@ -114,8 +115,26 @@ def test_the_estimate_scales_the_committed_run_by_the_probe(fake_cpu, tmp_path, 
     warm = {"stage": "05_selector_training", "wall_s": 20, "peak_rss_mib": 1024, "cold": False, "host": there}
     (timings / "05_selector_training.json").write_text(json.dumps({**warm, "last_cold": {"wall_s": 600, "peak_rss_mib": 4096, "host": there}}))
     text = cost.estimate(validate({}), tmp_path)
-    assert "05_selector_training:   30.0 min here (10.0 min cold there, kept from an earlier run: the last was warm; peak 4.0 GiB)" in text
+    assert "05_selector_training:   30.0 min here (10.0 min cold there, kept from an earlier run: the last was warm; peak 4.0 GiB; answer probe alone)" in text
     assert "at least 210 min: 1 stage(s) without a cold figure (07_figret)" in text
+    # probes of every kind there, and a stage whose time is split by kind: each kind by its own ratio
+    artifacts.PROBE.write({"host": {"cpu": ZEN5}, "probe_s": 0.5, "probes_s": {"answer": 0.5, "encode": 0.25, "train": 0.5}, "probe_steps": probes.PROBE_STEPS,
+                           "numerics": {"dtype": "bfloat16"}}, tmp_path)
+    split = {"stage": "03_rag_baselines", "wall_s": 1800, "peak_rss_mib": 2048, "cold": True, "host": there, "spent_s": {"answer": 600, "encode": 600, "train": 300}}
+    (timings / "03_rag_baselines.json").write_text(json.dumps(split))
+    text = cost.estimate(validate({}), tmp_path)
+    assert "encode 1.00 s vs 0.25 s (x4.00)" in text
+    # answer 600 s x3 + encode 600 s x4 + train 300 s x4 + the other 300 s x3 (the answer's ratio) = 6,300 s
+    assert "03_rag_baselines:  105.0 min here (30.0 min cold there; peak 2.0 GiB)" in text and "2 stage(s) scaled by the answer probe alone" in text
+
+
+def test_a_split_run_scales_each_kind_of_work_by_its_own_probe():
+    ratio = cost.ratios({"answer": 2.0, "encode": 3.0, "train": 1.0}, {"answer": 1.0, "encode": 1.0})
+    assert ratio == {"answer": 2.0, "encode": 3.0}  # train was not probed there
+    assert cost.scaled(100.0, {"answer": 50.0, "encode": 30.0}, ratio) == (50 * 2 + 30 * 3 + 20 * 2, True)
+    assert cost.scaled(100.0, {"answer": 50.0, "train": 30.0}, ratio) == (200.0, False)  # a kind without a ratio: the answer's for all
+    assert cost.scaled(100.0, None, ratio) == (200.0, False)
+    assert cost.scaled(10.0, {"answer": 12.0}, ratio) == (24.0, True)  # rounding can make the kinds exceed the wall: no negative rest
 
 
 def test_a_recorded_cold_smoke_run_is_the_smokes_estimate(fake_cpu, tmp_path):
@@ -123,19 +142,22 @@ def test_a_recorded_cold_smoke_run_is_the_smokes_estimate(fake_cpu, tmp_path):
     with a warm stage is refused as a reference."""
     fake_cpu(AVX2)
     params = validate({})
-    minutes, said = cost.smoke_estimate(params, 2.0, tmp_path)
+    here = {"answer": 2.0, "encode": 1.0, "train": 3.0}
+    minutes, said = cost.smoke_estimate(params, here, tmp_path)
     assert minutes is None and "python -m ragalign.smoke --record" in said
     study = tmp_path / "study"
     (study / "results" / "timings").mkdir(parents=True)
-    for stage, wall in (("03_rag_baselines", 50.0), ("08_reader_tuning", 70.0)):
-        (study / "results" / "timings" / f"{stage}.json").write_text(json.dumps({"stage": stage, "wall_s": wall, "cold": True}))
-    record = cost.smoke_record(params, 1.0, 600.0, study, tmp_path)
+    for stage, wall, spent in (("03_rag_baselines", 50.0, {"answer": 30.0, "encode": 10.0}), ("08_reader_tuning", 70.0, {"answer": 20.0, "train": 40.0})):
+        (study / "results" / "timings" / f"{stage}.json").write_text(json.dumps({"stage": stage, "wall_s": wall, "cold": True, "spent_s": spent}))
+    record = cost.smoke_record(params, {"answer": 1.0, "encode": 1.0, "train": 1.0}, 600.0, study, tmp_path)
     assert record["stages"] == {"03_rag_baselines": 50.0, "08_reader_tuning": 70.0} and record["dtype"] == "float32"
-    minutes, said = cost.smoke_estimate(params, 2.0, tmp_path)  # a probe twice as slow: twice the 10 minutes
-    assert minutes == pytest.approx(20.0) and "a cold smoke run took 10.0 min on" in said
+    assert record["spent_s"] == {"answer": 50.0, "encode": 10.0, "train": 40.0}
+    minutes, said = cost.smoke_estimate(params, here, tmp_path)
+    # answer 50 s x2 + encode 10 s x1 + train 40 s x3 + the other 500 s x2 = 1,230 s
+    assert minutes == pytest.approx(20.5) and "a cold smoke run took 10.0 min on" in said and "train 3.00 s vs 1.00 s (x3.00)" in said
     (study / "results" / "timings" / "08_reader_tuning.json").write_text(json.dumps({"stage": "08_reader_tuning", "wall_s": 3.0, "cold": False}))
     with pytest.raises(ValueError, match="not a cold smoke run: 08_reader_tuning"):
-        cost.smoke_record(params, 1.0, 600.0, study, tmp_path)
+        cost.smoke_record(params, here, 600.0, study, tmp_path)
 
 
 def test_the_probe_times_a_prefill_and_the_decode_steps_of_one_answer(monkeypatch):
@@ -158,11 +180,11 @@ def test_the_probe_times_a_prefill_and_the_decode_steps_of_one_answer(monkeypatc
             self.model, self.lm_head = Body(), torch.nn.Linear(4, 7)
 
     monkeypatch.setattr(models, "load_generator", lambda *a, **k: type("G", (), {"model": Model()})())
-    numerics.probe(validate({}))
-    assert calls == ([numerics.PROBE_TOKENS] + [1] * numerics.PROBE_STEPS) * 6
+    probes.probe(validate({}))
+    assert calls == ([probes.PROBE_TOKENS] + [1] * probes.PROBE_STEPS) * 6
     calls.clear()
-    numerics.probe(validate({}), steps=0)
-    assert calls == [numerics.PROBE_TOKENS] * 6
+    probes.probe(validate({}), steps=0)
+    assert calls == [probes.PROBE_TOKENS] * 6
 
 
 def test_another_resolution_makes_dvc_status_report_the_stages_stale(fake_cpu, tmp_path):

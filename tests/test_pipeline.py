@@ -47,7 +47,8 @@ def tiny_run(tmp_path_factory) -> dict:
     run_together([(dvc, repo, env), ([*dvc, *TWIN_STAGES], twin, twin_env)])
     status = json.loads(run([sys.executable, "-m", "dvc", "status", "--json"], repo, env).stdout)
     missing = [str(p.relative_to(repo)) for p in stage_outputs(repo) if not p.exists()]
-    return {"study": (repo, cache, env), "status": status, "missing": missing, "first": snapshot(repo), "twin": snapshot(twin)}
+    timings = {p.stem: json.loads(p.read_text()) for p in (repo / "results" / "timings").glob("*.json")}
+    return {"study": (repo, cache, env), "status": status, "missing": missing, "first": snapshot(repo), "twin": snapshot(twin), "timings": timings}
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +73,20 @@ def test_full_pipeline_runs_and_is_deterministic(tiny_run):
     assert second.keys() <= first.keys()
     differ = [name for name in second if first[name] != second[name]]
     assert not differ, f"not byte-identical on a second run: {differ}"
+
+
+def test_each_stage_records_its_time_by_kind_of_work_and_stage_00_probes_each_kind(tiny_run):
+    """What the cost estimate scales kind by kind (core.stopwatch, core.cost): the probes of each kind, and per
+    stage the seconds its kernel spent answering, encoding and training, within its wall time."""
+    timings = tiny_run["timings"]
+    probes = timings.pop("probe")["probes_s"]
+    assert set(probes) == {"answer", "encode", "train"} and all(seconds > 0 for seconds in probes.values())
+    assert len(timings) == 15 and all(set(t["spent_s"]) == {"answer", "encode", "train"} and sum(t["spent_s"].values()) <= t["wall_s"] for t in timings.values())
+    spent = {stage[:2]: t["spent_s"] for stage, t in timings.items()}
+    assert spent["01"] == {"answer": 0.0, "encode": 0.0, "train": 0.0}  # reads the benchmark: no model
+    assert spent["02"]["encode"] > 0 and spent["02"]["answer"] == 0 == spent["02"]["train"]  # embeds the corpus
+    assert spent["03"]["answer"] > 0 and spent["03"]["train"] > 0  # answers; trains the relevance reranker
+    assert spent["08"]["train"] > 0 and spent["10"]["train"] > 0  # the reader's tuning; the audit's Integrated Gradients
 
 
 def test_late_param_change_touches_only_its_stages(tiny_repo):

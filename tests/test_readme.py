@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from ragalign.core import numerics
+from ragalign.core import probes
 from ragalign.report.summary import readme_block
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -239,8 +239,8 @@ CLAIMS = [
           lambda m: need([int(g) for g in m.groups()] == [min(PARAMS["curve"]["sizes"]), max(PARAMS["curve"]["sizes"]), PARAMS["curve"]["eval_questions"], *PARAMS["curve"]["answer_sizes"]],
                          "params.yaml curve"), "params.yaml curve"),
     Claim(r"one typical RAG answer, a (\d+)-token prefill and (\d+) decode steps",
-          lambda m: need((int(m.group(1)), int(m.group(2))) == (numerics.PROBE_TOKENS, numerics.PROBE_STEPS), "core.numerics.PROBE_TOKENS, PROBE_STEPS"),
-          "lib/ragalign/core/numerics.py"),
+          lambda m: need((int(m.group(1)), int(m.group(2))) == (probes.PROBE_TOKENS, probes.PROBE_STEPS), "core.probes.PROBE_TOKENS, PROBE_STEPS"),
+          "lib/ragalign/core/probes.py"),
     Claim(r"\(`seam\.ks`: (\d+) and (\d+) passages", lambda m: need([int(g) for g in m.groups()] == PARAMS["seam"]["ks"], "seam.ks"), "params.yaml seam.ks"),
     Claim(r"`seam\.ks` \(default `\[(\d+), (\d+)\]`\): stage (09) cuts",
           lambda m: need([int(m.group(1)), int(m.group(2))] == PARAMS["seam"]["ks"] and by_number(stage_graph()[0])["09"] == "09_seam", "seam.ks, stage 09"),

@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+import yaml
 
 from tests.study import make_study, run
 
@@ -22,8 +23,11 @@ def test_queued_sweep_gives_a_comparison_table(tmp_path_factory):
     queued experiment runs in a copy of the project (``.dvc/tmp/exps``), on that copy's own lib/ (the runner
     re-executes itself there). The experiments stop at GainRAG's selector (stage 05), the first metrics alpha
     moves: the later stages run in tests/test_pipeline.py's full study, and the queue's copy, params and
-    comparison are the same."""
+    comparison are the same. The study has half the smoke study's questions (8 train, 4 test)."""
     repo, _, env = make_study(tmp_path_factory)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["data"].update(n_train=8, n_test=4)  # half the smoke study's questions: the queue is under test here, not the method
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**env, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org"}
     dvc = [sys.executable, "-m", "dvc"]
     # the state a clone has after `dvc pull` and a `dvc repro` (here up to the sweep's stages): data tracked by DVC, results committed

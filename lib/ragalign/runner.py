@@ -2,8 +2,8 @@
 
 ``python -m ragalign.runner 02_retrieval`` executes ``notebooks/02_retrieval.py`` with every
 section of ``params.yaml`` injected, writes the executed report to ``reports/02_retrieval.ipynb``
-and the stage's wall time, peak memory and slowest cells (the per-step timings, also printed to
-the log) to ``results/timings/02_retrieval.json``.
+and the stage's wall time, peak memory, slowest cells (the per-step timings, also printed to
+the log), seconds per kind of work (``core.stopwatch``) and LLM-cache tally to ``results/timings/02_retrieval.json``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from ragalign.core.io import STUDY_START_ENV, TALLY_ENV, atomic_write_text
+from ragalign.core.io import SPENT_ENV, STUDY_START_ENV, TALLY_ENV, atomic_write_text
 from ragalign.core.numerics import NumericsMismatch, check_recorded
 from ragalign.core.params import ParamsError, load
 
@@ -115,7 +115,7 @@ def last_cold(previous: dict | None, now: dict) -> dict | None:
     if now.get("cold") or not previous:
         return None
     if previous.get("cold"):
-        return {k: previous[k] for k in ("wall_s", "peak_rss_mib", "cache", "host") if k in previous}
+        return {k: previous[k] for k in ("wall_s", "peak_rss_mib", "spent_s", "cache", "host") if k in previous}
     return previous.get("last_cold")
 
 
@@ -198,8 +198,9 @@ def run_stage(stage: str, params_path: str = "params.yaml", root: str | Path = "
     start = time.time()
     slowest: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
-        tally_file = Path(tmp) / "cache_tally.json"
+        tally_file, spent_file = Path(tmp) / "cache_tally.json", Path(tmp) / "spent.json"
         os.environ[TALLY_ENV] = str(tally_file)  # the kernel inherits it and reports its cache hits there
+        os.environ[SPENT_ENV] = str(spent_file)  # ... and its seconds per kind of work (core.stopwatch)
         preset, jupyter_path = os.environ.get(STUDY_START_ENV), os.environ.get("JUPYTER_PATH")
         own_kernel(Path(tmp) / "jupyter")
         os.environ[STUDY_START_ENV] = str(study_started(start))  # values written since are shared, not hits
@@ -217,7 +218,9 @@ def run_stage(stage: str, params_path: str = "params.yaml", root: str | Path = "
                 nb = strip_volatile(executed)
                 atomic_write_text(report, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
             values = json.loads(tally_file.read_text()) if tally_file.exists() else {}
+            spent = json.loads(spent_file.read_text()) if spent_file.exists() else {}
             os.environ.pop(TALLY_ENV, None)
+            os.environ.pop(SPENT_ENV, None)
             for name, value in ((STUDY_START_ENV, preset), ("JUPYTER_PATH", jupyter_path)):
                 if value is None:
                     os.environ.pop(name, None)
@@ -225,7 +228,7 @@ def run_stage(stage: str, params_path: str = "params.yaml", root: str | Path = "
                     os.environ[name] = value
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     timing = {"stage": stage, "wall_s": round(time.time() - start, 1), "peak_rss_mib": round(peak_mib), "slowest_cells": slowest,
-              **temperature(values), "host": run_host(params)}
+              "spent_s": spent, **temperature(values), "host": run_host(params)}
     record = Path("results/timings") / f"{stage}.json"
     kept = last_cold(previous_record(record), timing)
     if kept:

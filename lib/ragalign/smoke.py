@@ -168,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--record", action="store_true", help=f"record this cold run as the estimate's reference ({cost.SMOKE_COLD})")
     args = parser.parse_args(argv)
     params = validate(smoke_params())
-    probe_s = cost.probe(params)  # before the run, on an idle machine
-    minutes, said = cost.smoke_estimate(params, probe_s, ROOT)
+    probes_s = cost.probes(params)  # before the run, on an idle machine
+    minutes, said = cost.smoke_estimate(params, probes_s, ROOT)
     print(f"[smoke] {said}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="ragalign-smoke-"))
     start = time.perf_counter()
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         if minutes:
             print(f"[smoke] cold, against the estimate of {minutes:.1f} min: x{took / minutes:.2f} ({'within' if abs(took / minutes - 1) <= 0.3 else 'outside'} 30%)")
         if args.record:
-            cost.smoke_record(params, probe_s, took * 60, work / "study", ROOT)
+            cost.smoke_record(params, probes_s, took * 60, work / "study", ROOT)
             print(f"[smoke] recorded as the estimate's reference: {cost.SMOKE_COLD}")
         return 0
     except subprocess.CalledProcessError as err:

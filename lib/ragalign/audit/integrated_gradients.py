@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ragalign.core.stopwatch import counted
+
 
 class ZeroableEmbedding(torch.nn.Module):
     """A word-embedding layer in which id -1 maps to the zero vector (the ``zero`` IG baseline)."""
@@ -108,6 +110,7 @@ def ig_summary(explanations: Mapping[tuple[str, str], TokenAttribution]) -> pd.D
     )
 
 
+@counted("train")  # forwards and backwards through the encoder, like a training step
 def _lig(forward: Callable[[torch.Tensor], torch.Tensor], layer: torch.nn.Module, ids: torch.Tensor, base: torch.Tensor, steps: int) -> tuple[np.ndarray, float, float]:
     from captum.attr import LayerIntegratedGradients
 

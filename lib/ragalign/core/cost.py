@@ -2,10 +2,10 @@
 
     python -m ragalign.core.cost [--params PATH]
 
-LLM forwards dominate the study, so the committed run's *cold* stage times (the runner records per
-stage whether any value came from the LLM cache), scaled by how long one forward of a typical prompt
-takes here against the committed machine (stage 00's probe, ``artifacts.PROBE``), estimate a cold run
-here, stage by stage with its peak memory. A stage with no cold figure is named and left out of the
+The committed run's *cold* stage times (the runner records per stage whether any value came from the
+LLM cache, and how long it spent at each kind of work: ``core.stopwatch``), each kind scaled by how long
+one typical piece of it takes here against the committed machine (stage 00's probes, ``artifacts.PROBE``:
+an answer, a batch embedded, a training step), estimate a cold run here, stage by stage with its peak memory. A stage with no cold figure is named and left out of the
 total, which is then a lower bound. It prints what the numerics resolve to first.
 """
 
@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 from ragalign.core import artifacts
-from ragalign.core.numerics import PROBE_STEPS, PROBE_TOKENS, avx2_factor, explain, probe, resolve
+from ragalign.core.numerics import explain, resolve
+from ragalign.core.probes import PROBE_STEPS, PROBE_TOKENS, avx2_factor, probes
 
 
 def stage_times(root: str | Path = ".") -> list[dict]:
@@ -43,27 +44,54 @@ def committed_numerics(params, root: str | Path = ".") -> str | None:
     )
 
 
+def ratios(here: dict[str, float], there: dict[str, float]) -> dict[str, float]:
+    """Per kind of work (``core.stopwatch.KINDS``), how many times its time on the measured machine a piece of it
+    takes here: the probes here over the probes there, for the kinds both machines probed."""
+    return {kind: here[kind] / there[kind] for kind in here if there.get(kind)}
+
+
+def scaled(wall_s: float, spent_s: dict[str, float] | None, ratio: dict[str, float]) -> tuple[float, bool]:
+    """Seconds here of a run that took ``wall_s`` there, ``spent_s`` of it in each kind of work: each kind by its
+    own ratio, the rest (imports, I/O, tokenising) by the answer's; and whether it was split so. Without a split
+    (or a ratio for one of its kinds) the whole by the answer's ratio, and False."""
+    spent = {kind: seconds for kind, seconds in (spent_s or {}).items() if seconds}
+    if not spent or any(kind not in ratio for kind in spent):
+        return wall_s * ratio["answer"], False
+    rest = max(wall_s - sum(spent.values()), 0.0)
+    return sum(seconds * ratio[kind] for kind, seconds in spent.items()) + rest * ratio["answer"], True
+
+
+def _probe_line(here: dict[str, float], there: dict[str, float], ratio: dict[str, float]) -> str:
+    return "; ".join(f"{kind} {here[kind]:.2f} s vs {there[kind]:.2f} s (x{ratio[kind]:.2f})" if kind in ratio else f"{kind} {here[kind]:.2f} s (not probed there)"
+                     for kind in here)
+
+
+UNSPLIT = ("scaled by the answer probe alone (no split of its time by kind of work was recorded there): machines differ far more "
+           "at embedding and training than at answering (bf16 on AMX against float32 on AVX2), so such a stage can take several "
+           "times the figure given")
+
+
 def estimate(params, root: str | Path = ".") -> str:
-    """A cold run's expected time here: each stage's *cold* wall time (no value served from the LLM cache,
-    measured on the probe's machine and numerics) scaled by this host's probe, one line per stage."""
+    """A cold run's expected time here: each stage's *cold* wall time (no value served from the LLM cache),
+    measured on the probe's machine and numerics, scaled kind by kind by this host's probes, one line per stage."""
     lines = [explain(params)]
     warning = committed_numerics(params, root)
     if warning:
         lines.append(warning)
     recorded = artifacts.PROBE.read(root) if artifacts.PROBE.exists(root) else None
-    here = probe(params)
+    here = probes(params)
     if recorded is None:
-        lines.append(f"probe: {here:.2f} s per answer ({PROBE_TOKENS}-token prefill, {PROBE_STEPS} decode steps); no committed timings to scale")
+        lines.append(f"probes here: {', '.join(f'{k} {v:.2f} s' for k, v in here.items())}; no committed timings to scale")
         return "\n".join(lines)
     if recorded.get("probe_steps") != PROBE_STEPS:  # recorded by an older probe (a prefill alone): not comparable
-        lines.append(f"probe: {here:.2f} s per answer here; the committed probe measured something else: re-run `dvc repro --force --single-item 00_numerics`")
+        lines.append(f"probe: {here['answer']:.2f} s per answer here; the committed probe measured something else: re-run `dvc repro --force --single-item 00_numerics`")
         return "\n".join(lines)
-    there, machine = recorded["probe_s"], recorded["host"]["cpu"]["model"]
-    dtype = recorded["numerics"]["dtype"]
-    scale = here / there
-    lines.append(f"probe: {here:.2f} s per answer ({PROBE_TOKENS}-token prefill, {PROBE_STEPS} decode steps) here ({resolve(params).dtype}) "
-                 f"vs {there:.2f} s on {machine} ({dtype}): x{scale:.2f}")
-    total, missing, peak = 0.0, [], 0
+    machine, dtype = recorded["host"]["cpu"]["model"], recorded["numerics"]["dtype"]
+    there = recorded.get("probes_s") or {"answer": recorded["probe_s"]}
+    ratio = ratios(here, there)
+    lines.append(f"probes here ({resolve(params).dtype}) vs {machine} ({dtype}): {_probe_line(here, there, ratio)} "
+                 f"(answer: a {PROBE_TOKENS}-token prefill and {PROBE_STEPS} decode steps)")
+    total, missing, unsplit, peak = 0.0, [], [], 0
     for t in stage_times(root):
         cold = t if t.get("cold") else t.get("last_cold", {})  # a warm re-run keeps the last cold figure
         host = (cold or t).get("host", {})
@@ -71,10 +99,12 @@ def estimate(params, root: str | Path = ".") -> str:
         peak = max(peak, t.get("peak_rss_mib", 0), cold.get("peak_rss_mib", 0))
         memory = f"peak {max(t.get('peak_rss_mib', 0), cold.get('peak_rss_mib', 0)) / 1024:.1f} GiB"
         if cold and same_host:
-            minutes = cold["wall_s"] / 60 * scale
-            total += minutes
+            seconds, split = scaled(cold["wall_s"], cold.get("spent_s"), ratio)
+            total += seconds / 60
+            unsplit += [] if split else [t["stage"]]
             kept = "" if cold is t else ", kept from an earlier run: the last was warm"
-            lines.append(f"  {t['stage']}: {minutes:6.1f} min here ({cold['wall_s'] / 60:.1f} min cold there{kept}; {memory})")
+            lines.append(f"  {t['stage']}: {seconds / 60:6.1f} min here ({cold['wall_s'] / 60:.1f} min cold there{kept}; {memory}"
+                         f"{'' if split else '; answer probe alone'})")
         else:
             t = {**t, **cold} if cold else t
             why = "warm: some values came from the cache" if "cold" in t else "not recorded as cold or warm"
@@ -84,6 +114,8 @@ def estimate(params, root: str | Path = ".") -> str:
     bound = f"at least {total:.0f} min: {len(missing)} stage(s) without a cold figure ({', '.join(missing)}) are not counted" if missing else f"about {total:.0f} min"
     lines.append(f"estimate: a cold run of the committed params takes {bound} on this machine; peak memory {peak / 1024:.1f} GiB "
                  "(LLM forwards dominate; a smaller study or a GPU cuts it: README, 'What it costs')")
+    if unsplit:
+        lines.append(f"{len(unsplit)} stage(s) {UNSPLIT}")
     factor = avx2_factor(root)
     if factor and resolve(params).dtype == "bfloat16":
         lines.append(f"on a CPU without native bf16 (float32, AVX2 kernels) one answer takes {factor:.1f}x as long (bench/probe_speed.py): "
@@ -91,25 +123,29 @@ def estimate(params, root: str | Path = ".") -> str:
     return "\n".join(lines)
 
 
-SMOKE_COLD = Path("bench/results/smoke_cold.json")  # `python -m ragalign.smoke --record`: a cold smoke run and its probe
+SMOKE_COLD = Path("bench/results/smoke_cold.json")  # `python -m ragalign.smoke --record`: a cold smoke run and its probes
 
 
-def smoke_estimate(params, here: float, root: str | Path = ".") -> tuple[float | None, str]:
-    """A cold ``make smoke``'s expected minutes on a host whose probe takes ``here`` seconds: the recorded cold
-    smoke run (:data:`SMOKE_COLD`) scaled by ``here`` over the probe taken before that run; None, and why,
-    before any smoke run was recorded."""
+def smoke_estimate(params, here: dict[str, float], root: str | Path = ".") -> tuple[float | None, str]:
+    """A cold ``make smoke``'s expected minutes on a host whose probes (:func:`probes`) took ``here``: the recorded
+    cold smoke run (:data:`SMOKE_COLD`) scaled kind by kind by ``here`` over the probes taken before that run;
+    None, and why, before any smoke run was recorded."""
     path = Path(root, SMOKE_COLD)
     if not path.exists():
         return None, f"no estimate: no cold smoke run recorded ({SMOKE_COLD}; `python -m ragalign.smoke --record` writes it)"
     ref = json.loads(path.read_text())
-    minutes = ref["wall_s"] / 60 * here / ref["probe_s"]
-    return minutes, (f"estimate: {minutes:.1f} min here (probe {here:.2f} s per answer, {resolve(params).dtype}); a cold smoke run "
-                     f"took {ref['wall_s'] / 60:.1f} min on {ref['host']['cpu']['model']} ({ref['dtype']}, probe {ref['probe_s']:.2f} s)")
+    there = ref.get("probes_s") or {"answer": ref["probe_s"]}
+    ratio = ratios(here, there)
+    seconds, split = scaled(ref["wall_s"], ref.get("spent_s"), ratio)
+    return seconds / 60, (f"estimate: {seconds / 60:.1f} min here ({resolve(params).dtype}); a cold smoke run took {ref['wall_s'] / 60:.1f} min on "
+                          f"{ref['host']['cpu']['model']} ({ref['dtype']}); probes here vs there: {_probe_line(here, there, ratio)}"
+                          + ("" if split else f"; {UNSPLIT}"))
 
 
-def smoke_record(params, probe_s: float, wall_s: float, study: Path, root: str | Path = ".") -> dict:
-    """Write :data:`SMOKE_COLD` from a finished smoke ``study``: its wall time, the probe taken before it and its
-    stages' times. Refused unless every stage was cold (the smoke's LLM cache starts empty, so it always is)."""
+def smoke_record(params, probes_s: dict[str, float], wall_s: float, study: Path, root: str | Path = ".") -> dict:
+    """Write :data:`SMOKE_COLD` from a finished smoke ``study``: its wall time, the probes taken before it, its
+    stages' times and its seconds per kind of work. Refused unless every stage was cold (the smoke's LLM cache
+    starts empty, so it always is)."""
     import torch
 
     from ragalign.core.io import atomic_write_text
@@ -119,7 +155,9 @@ def smoke_record(params, probe_s: float, wall_s: float, study: Path, root: str |
     warm = [name for name, t in stages.items() if not t.get("cold")]
     if warm:
         raise ValueError(f"not a cold smoke run: {', '.join(warm)} read values from an earlier run's cache")
-    record = {"host": host() | {"torch_threads": torch.get_num_threads()}, "dtype": resolve(params).dtype, "probe_s": round(probe_s, 3), "wall_s": round(wall_s, 1),
+    spent = {kind: round(sum(t.get("spent_s", {}).get(kind, 0.0) for t in stages.values()), 1) for kind in probes_s}
+    record = {"host": host() | {"torch_threads": torch.get_num_threads()}, "dtype": resolve(params).dtype, "probe_s": round(probes_s["answer"], 3),
+              "probes_s": {kind: round(seconds, 3) for kind, seconds in probes_s.items()}, "wall_s": round(wall_s, 1), "spent_s": spent,
               "stages": {name: t["wall_s"] for name, t in stages.items()}}
     atomic_write_text(Path(root, SMOKE_COLD), json.dumps(record, indent=1) + "\n")
     return record

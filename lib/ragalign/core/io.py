@@ -12,6 +12,7 @@ import pandas as pd
 
 TALLY_ENV = "RAGALIGN_CACHE_TALLY"  # where a stage's kernel writes its LLM-cache tally for the runner (core.cache.tally)
 STUDY_START_ENV = "RAGALIGN_STUDY_START"  # when the study run (the ``dvc repro`` running the stage) began, unix seconds
+SPENT_ENV = "RAGALIGN_SPENT"  # where a stage's kernel writes its seconds per kind of work for the runner (core.stopwatch)
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temporary file and an atomic rename."""

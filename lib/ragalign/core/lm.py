@@ -137,8 +137,9 @@ class LM:
         steps, which cost about the same for 1 or ``DECODE_ROWS`` rows on a CPU: they decode in
         groups of exactly ``DECODE_ROWS`` rows of the *same* length (no padding), filled with copies.
         A row's bits then do not depend on the other rows. Long prompts are bound by their prefill,
-        which copies would multiply: they decode alone, with a static KV cache (the same replies,
-        22% faster for RAG answers on 2 CPU cores; slower for grouped long replies:
+        which copies would multiply: they decode alone, with a static KV cache (the same replies;
+        22% faster for RAG answers in bf16 on 2 CPU cores in a run that did not record its CPU, as fast
+        in float32 on a 2-core AMD Zen 3; slower for grouped long replies on both:
         ``bench/results/decoding.json``).
         """
         return DECODE_ROWS if n_prompt_tokens <= SHORT_PROMPT_TOKENS else 1
@@ -250,7 +251,8 @@ class LM:
         per gold answer to score; each goes alone (batch invariant, like every value here). Its
         reply is what :meth:`generate` gives alone with a dynamic cache; its gold scores are
         :meth:`token_logprobs` computed in two pieces (prompt, then answer), equal within bf16
-        rounding (``bench/results/answering.json`` measures both against the two-pass way).
+        rounding (``bench/results/answering.json`` measures both against the two-pass way: 1.7x faster in bf16
+        in a run that did not record its CPU, no faster in float32 on a 2-core AMD Zen 3).
         Short prompts (no passages) keep :meth:`generate`'s grouped decoding (see :meth:`_answer_chunk`).
         """
         golds = [[str(g) for g in gs] for gs in golds]

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ragalign.core.stopwatch import watch
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
@@ -242,6 +244,8 @@ def _load_generator(path: str, key: str, dtype: str, on: str) -> Generator:
     model.eval()
     if generator_key(path, dtype, on) != key:
         raise RuntimeError(f"the generator's files in {path} changed while it was loading; load it again once they are written")
+    for module in {model, model.get_decoder(), model.get_output_embeddings()} - {None}:  # called whole and in parts (core.lm)
+        watch(module, "answer")
     return Generator(key, tokenizer, to_device(model, on))
 
 
@@ -263,4 +267,4 @@ def load_encoder(name: str):
     import torch
     from transformers import AutoModel
 
-    return to_device(AutoModel.from_pretrained(resolve(name), dtype=torch.float32, **LOAD_KWARGS))
+    return to_device(watch(AutoModel.from_pretrained(resolve(name), dtype=torch.float32, **LOAD_KWARGS), "encode"))

@@ -8,16 +8,14 @@ runs about ten times slower than in float32 (issue 21's measurement on a Zen 3 E
 The resolution changes numbers (bf16 and float32 log-probs differ by up to ~0.15 nats), so it is
 a dependency of every stage: stage ``00_numerics`` writes :func:`record` to ``artifacts.NUMERICS``
 on every ``dvc repro``, and DVC re-runs the stages when it differs from the committed one. The
-same stage writes the machine (``artifacts.HOST``) and a short speed probe (``artifacts.PROBE``), from which
-``python -m ragalign.core.cost`` (run by ``make study``) predicts a cold run's time.
+same stage writes the machine (``artifacts.HOST``) and its speed probes (``core.probes``, ``artifacts.PROBE``), from
+which ``python -m ragalign.core.cost`` (run by ``make study``) predicts a cold run's time.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import platform
-import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,8 +24,6 @@ from ragalign.core import artifacts
 
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of native bf16 arithmetic
 EMULATED_SLOWDOWN = 10  # bf16 vs float32 on an AVX2 CPU (SmolLM2 forward: 16.8 s vs 1.79 s, Zen 3)
-PROBE_TOKENS = 640  # about one 5-passage RAG prompt
-PROBE_STEPS = 16  # the reply's greedy decode steps (rag.max_new_tokens): decoding is memory-bound, the prefill compute-bound
 
 
 @functools.cache
@@ -140,51 +136,6 @@ def host(device: str = "cpu") -> dict:
     if device == "cuda":
         out["cuda_device"] = torch.cuda.get_device_name()
     return out
-
-
-def probe(params, steps: int = PROBE_STEPS) -> float:
-    """Seconds to answer one typical RAG prompt with the resolved generator, as ``LM.answer`` does: one prefill
-    of :data:`PROBE_TOKENS` tokens into a KV cache, then ``steps`` greedy decode steps on it (0: the prefill alone). Both
-    parts, because a CPU's speeds at the two differ (a decode step reads every weight for one token: on the
-    Intel Xeon AMX host bf16 sped the prefill up 1.1-1.6x over float32 and the decode steps not at all:
-    bench/results/probe_speed.json). Fastest of five after a warm-up."""
-    import torch
-    from transformers import DynamicCache
-
-    from ragalign.core.models import load_generator
-
-    n = resolve(params)
-    model = load_generator(params.models.generator, n.dtype, n.device).model
-    ids = torch.full((1, PROBE_TOKENS), 100, device=n.device)
-
-    def answer_once() -> None:
-        cache = DynamicCache()
-        hidden = model.model(input_ids=ids, past_key_values=cache, use_cache=True).last_hidden_state
-        token = model.lm_head(hidden[:, -1:]).argmax(-1)
-        for step in range(steps):
-            position = torch.tensor([[PROBE_TOKENS + step]], device=n.device)
-            hidden = model.model(input_ids=token, position_ids=position, past_key_values=cache, use_cache=True).last_hidden_state
-            token = model.lm_head(hidden[:, -1:]).argmax(-1)
-
-    times = []
-    with torch.inference_mode():
-        answer_once()  # warm-up
-        for _ in range(5):
-            start = time.perf_counter()
-            answer_once()
-            times.append(time.perf_counter() - start)
-    return min(times)  # the machine's speed; a shared host's load only adds
-
-
-PROBE_SPEED = Path("bench/results/probe_speed.json")  # bench/probe_speed.py: the probe in bf16, float32, float32 on AVX2 kernels
-
-
-def avx2_factor(root: str | Path = ".") -> float | None:
-    """How many times its cold time a run costs on an AVX2-only CPU of the bench machine's clock and cores:
-    the probe in float32 with torch's kernels capped at AVX2 over the native bf16 probe (``bench/probe_speed.py``),
-    None before that bench has run. What ``models.dtype=auto`` resolves on a CPU without native bf16."""
-    path = Path(root, PROBE_SPEED)
-    return json.loads(path.read_text())["float32_avx2_over_bf16"] if path.exists() else None
 
 
 class NumericsMismatch(RuntimeError):

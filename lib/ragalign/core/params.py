@@ -53,6 +53,10 @@ class ModelsParams(Section):
         return resolve_dtype(self.dtype, self.resolved_device())
 
 
+class ProbeParams(Section):
+    repeats: int = Field(5, ge=1, description="stage 00's speed probe: the fastest of this many answers after a warm-up (the cost estimate's yardstick)")
+
+
 class RetrievalParams(Section):
     k: int = Field(20, ge=1, description="passages retrieved per question")
     max_length: int = Field(128, ge=16, description="bi-encoder input tokens (MiniLM was trained at 128)")
@@ -213,6 +217,7 @@ class Params(BaseModel):
 
     data: DataParams = DataParams()
     models: ModelsParams = ModelsParams()
+    probe: ProbeParams = ProbeParams()
     retrieval: RetrievalParams = RetrievalParams()
     rag: RagParams = RagParams()
     training: TrainingParams = TrainingParams()

@@ -21,6 +21,7 @@ import pandas as pd
 
 from ragalign.core.models import resolve
 from ragalign.core.rerank import Group
+from ragalign.core.stopwatch import counted
 
 LEARNING_RATE = 2e-5  # sentence-transformers' default
 BATCH_SIZE = 16
@@ -40,6 +41,7 @@ def triplets(groups: Sequence[Group]) -> dict[str, list[str]]:
     return rows
 
 
+@counted("train")
 def train_reference(encoder: str, groups: Sequence[Group], *, epochs: int, max_length: int, seed: int):
     """The packaged bi-encoder ``encoder`` fine-tuned on ``groups`` by sentence-transformers; returns the
     ``SentenceTransformer`` (CPU or the chosen device) after ``epochs`` epochs, no checkpoint selection."""
@@ -68,6 +70,7 @@ def train_reference(encoder: str, groups: Sequence[Group], *, epochs: int, max_l
     return model.eval()
 
 
+@counted("encode")
 def rescore(model, questions: pd.DataFrame, candidates: dict[str, list[str]], passage_text: dict[str, str], method: str) -> pd.DataFrame:
     """Each question's candidates ranked by the model's cosine (a ranking table, ties in candidate order)."""
     query = model.encode(questions.question.tolist(), normalize_embeddings=True, batch_size=64, show_progress_bar=False)

@@ -38,6 +38,7 @@ from tqdm import tqdm
 from ragalign.core.metrics import paired_interval
 from ragalign.core.models import device
 from ragalign.core.seed import seed_everything
+from ragalign.core.stopwatch import counted
 from ragalign.core.verdicts import BEATS, verdict
 
 
@@ -61,6 +62,7 @@ def split_groups(items: Sequence[T], val_fraction: float, seed: int) -> tuple[li
     return [g for g in items if g.qid not in val], [g for g in items if g.qid in val]
 
 
+@counted("train")
 def fit(
     module: torch.nn.Module,
     items: Sequence[T],

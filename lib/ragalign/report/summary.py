@@ -221,9 +221,10 @@ def cold_cost_text(rows: list[dict], float32_factor: float | None) -> str:
     minutes = sum(colds) / 60
     text = f"\nA cold run of these stages: **{minutes:.0f} min** on {' and '.join(hosts)}."
     if float32_factor:
-        text += (f" A CPU without native bf16 computes in float32: there one forward of the cost probe takes {float32_factor:.1f}x as long "
-                 f"(`bench/probe_speed.py`, float32 on AVX2 kernels against bf16, on this machine), so about **{minutes * float32_factor / 60:.1f} h** "
-                 "on an AVX2-only CPU of this clock and core count; `python -m ragalign.core.cost` measures yours.")
+        text += (f" A CPU without native bf16 computes in float32: there one answer of the cost probe takes {float32_factor:.1f}x as long "
+                 f"(`bench/probe_speed.py`, float32 on AVX2 kernels against bf16, on this machine), so at least **{minutes * float32_factor / 60:.1f} h** "
+                 "on an AVX2-only CPU of this clock and core count, more where a stage embeds or trains (native bf16 speeds those up far more "
+                 "than an answer); `python -m ragalign.core.cost` probes each kind of work on yours.")
     return text + "\n"
 
 

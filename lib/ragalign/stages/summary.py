@@ -9,8 +9,8 @@ import pandas as pd
 
 from ragalign.core import artifacts
 from ragalign.core.data import load_questions
-from ragalign.core.numerics import avx2_factor
 from ragalign.core.params import Params
+from ragalign.core.probes import avx2_factor
 from ragalign.report.seam import powered_block, seam_curve_block, seam_markdown
 from ragalign.report.summary import (
     AUDITED,
