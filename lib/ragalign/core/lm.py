@@ -252,7 +252,7 @@ class LM:
         reply is what :meth:`generate` gives alone with a dynamic cache; its gold scores are
         :meth:`token_logprobs` computed in two pieces (prompt, then answer), equal within bf16
         rounding (``bench/results/answering.json`` measures both against the two-pass way: 1.7x faster in bf16
-        in a run that did not record its CPU, no faster in float32 on a 2-core AMD Zen 3).
+        in a run that did not record its CPU, 1.6x in float32 on a 2-core AMD Zen 3).
         Short prompts (no passages) keep :meth:`generate`'s grouped decoding (see :meth:`_answer_chunk`).
         """
         golds = [[str(g) for g in gs] for gs in golds]
