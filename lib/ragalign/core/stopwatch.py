@@ -1,9 +1,10 @@
 """Where a stage's time goes, by kind of work, so that a cold-time estimate can scale each kind by its own probe.
 
-Machines differ by kind of work, not by one factor: on the Intel Xeon AMX host bf16 autocast embeds
-passages 2.4x faster than float32 (``bench/results/encode_precision.json`` of 2026-11-26), while one
-generator answer, bound by its decode steps, gains 1.1x; a 2-core AMD Zen 3 computing in float32 took
-3.4x the Xeon's time for stage 02 (embedding) and 1.3x its time per answer. So a stage's time is split
+Machines differ by kind of work, not by one factor: in the 2026-11-26 run of ``bench/encode_precision.py``
+(in git history; its CPU, most likely the Intel Xeon AMX host, not recorded) bf16 autocast embedded passages
+2.4x faster than float32, while one generator answer, bound by its decode steps, gains 1.1x from bf16 on the
+Xeon (``bench/results/probe_speed.json``); a 2-core AMD Zen 3 computing in float32 took 3.4x the Xeon's time
+for stage 02 (embedding) and 1.3x its time per answer. So a stage's time is split
 into :data:`KINDS`, and ``core.probes`` times one typical piece of each:
 
 - ``answer``: the generator's forwards (answering, scoring, labelling, decoding, coalitions);
