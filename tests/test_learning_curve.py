@@ -38,3 +38,16 @@ def test_findings_follow_the_verdicts():
     text = stage.findings(r)
     assert "first beats dense at n = 400" in text and "did not move from dense" in text
     assert "beats dense at none of the sizes up to 50" in text  # the reference, whose interval holds 0
+
+
+def test_first_place_counts_the_moves_a_flat_curve_can_hide():
+    """Two questions fixed and two lost: gold@1 does not move on average, the decomposition says why."""
+    base = [1.0, 1.0, 1.0, 0.0, 0.0, 0.0]
+    moved = [1.0, 0.0, 0.0, 1.0, 1.0, 0.0]
+    assert stage.first_place(moved, base) == {"misses": 3, "fixed": 2, "hits": 3, "lost": 2}
+    assert stage.first_place(base, base) == {"misses": 3, "fixed": 0, "hits": 3, "lost": 0}
+    same = {"mean": 0.0, "lo": -0.1, "hi": 0.1, "n": 6, "mde": 0.1, "identical": False, "verdict": "not told apart"}
+    points = pd.DataFrame([{"trainer": "project", "n": n, "rr": same, "gold_at_1": same, "first_place": stage.first_place(m, base)}
+                           for n, m in ((5, base), (10, moved))])
+    text = stage.findings(stage.Result(points, {"n": 6, "gold_at_1": 0.5, "mrr": 0.7, "headroom": 0.5}, {}, {}))
+    assert "At n = 10 it puts a gold passage first for 2 of the 3 held-out questions dense gets wrong, and loses it for 2 of the 3" in text

@@ -39,7 +39,7 @@ TRAINERS = {"project": "the study's trainer (core.training.fit)", "reference": "
 
 @dataclass
 class Result:
-    points: pd.DataFrame  # trainer, n, mrr, gold_at_1 (paired with dense: mean, lo, hi, verdict), prior_temperature, kept
+    points: pd.DataFrame  # trainer, n, mrr, gold_at_1 (paired with dense: mean, lo, hi, verdict), first_place, prior_temperature, kept
     dense: dict  # the held-out questions' dense ranking: mrr, gold_at_1, headroom
     answers: dict  # "project@n" -> gold-answer log-prob, paired with dense top-k on the test questions
     metrics: dict  # results/metrics/curve.json
@@ -66,6 +66,14 @@ def per_question(ranking: pd.DataFrame, questions: pd.DataFrame) -> dict[str, li
     ranked = top_pids(ranking)
     rr = [reciprocal_rank(ranked[q], g) for q, g in zip(questions.qid, questions.gold_pids, strict=True)]
     return {"rr": rr, "gold_at_1": [float(r == 1.0) for r in rr]}
+
+
+def first_place(moved: list[float], base: list[float]) -> dict[str, int]:
+    """Where a ranking moves the first place against dense, per held-out question (``gold_at_1`` lists):
+    of dense's ``misses`` (no gold passage first) how many it ``fixed``, of its ``hits`` how many it ``lost``.
+    The paired gold@1 difference is (fixed - lost) / n: a flat curve can hide many moves that cancel."""
+    moved_, base_ = np.asarray(moved, dtype=bool), np.asarray(base, dtype=bool)
+    return {"misses": int((~base_).sum()), "fixed": int((~base_ & moved_).sum()), "hits": int(base_.sum()), "lost": int((base_ & ~moved_).sum())}
 
 
 def train_point(P: Params, trainer: str, groups: list, held: pd.DataFrame, test: pd.DataFrame, candidates: dict, dense: pd.DataFrame, text: dict) -> dict:
@@ -110,6 +118,7 @@ def run(P: Params) -> Result:
             for metric in ("rr", "gold_at_1"):
                 diff = paired_interval(np.subtract(point[metric], base[metric]), P.rag.n_bootstrap, P.data.seed)
                 row[metric] = with_verdict(diff, identical=diff["identical"], start=trainer == "project")
+            row["first_place"] = first_place(point["gold_at_1"], base["gold_at_1"])
             rows.append(row | {k: point[k] for k in ("prior_temperature", "kept_step", "best_step", "loss_reduction", "val_loss", "test_top") if k in point})
     points = pd.DataFrame(rows)
     answers = answer_points(P, points, test, passages, stage02)
@@ -150,6 +159,11 @@ def findings(r: Result) -> str:
         lines.append(f"**{TRAINERS[trainer]}**, reciprocal rank against dense: {said}.")
         best = [p.n for p in part.itertuples() if p.rr["verdict"] == BEATS]
         lines.append(f"It first beats dense at n = {best[0]}." if best else f"It beats dense at none of the sizes up to {part.n.max()}.")
+        if "first_place" in part:
+            largest = part.loc[part.n.idxmax()]
+            m = largest.first_place
+            lines.append(f"At n = {largest.n} it puts a gold passage first for {m['fixed']} of the {m['misses']} held-out questions dense "
+                         f"gets wrong, and loses it for {m['lost']} of the {m['hits']} dense gets right.")
     for name, diff in r.answers.items():
         lines.append(f"Answering the test questions with its top-k, {describe(diff, name, 'dense top-k', diff.get('margin'), digits=3)} (gold-answer log-prob).")
     return "\n\n".join(lines)
