@@ -268,6 +268,13 @@ def row_decoding(r: dict) -> str:
     return f"{r['questions']} questions, {r.get('dtype', 'bfloat16')}; " + "; ".join(parts)
 
 
+def row_length_chunking(r: dict) -> str:
+    a, b = r["runs"]["caller's order"], r["runs"]["order of length"]
+    return (f"{r['prompts']} pseudo-passage prompts ({r['prompt_lengths']} lengths), {r['new_tokens']} new tokens, {r['dtype']}: "
+            f"{b['groups']} groups in {b['seconds']:.0f} s against {a['groups']} in {a['seconds']:.0f} s ({r['speedup']:.2f}x), "
+            f"{'the same' if r['same_replies'] else 'other'} replies")
+
+
 def row_dtype_headline(r: dict) -> str:
     n_cmp = len(r["comparisons"])
     changed = r["verdicts_changed"]
@@ -328,6 +335,8 @@ BENCHES: dict[str, Bench] = {
     "device_training": Bench("the one trainer (`core.training.fit`) on CPU and CUDA, float32 and bf16 autocast: a reranker and FiGRet's bi-encoder "
                              "on toy sets whose targets go against the start", row_device_training),
     "decoding": Bench("greedy decoding: dynamic vs static KV cache vs SDPA attention", row_decoding, "timed"),
+    "length_chunking": Bench("short prompts decoded in same-length groups: missing prompts chunked in order of length (`LM.generate`) vs in the "
+                             "caller's order", row_length_chunking, "timed"),
     "reader_tuning": Bench("reader fine-tuning (`reader.tune`): every weight vs LoRA adapters (`peft`) vs the upper half of the decoder, "
                            "same examples and held-out questions", row_reader_tuning, "timed"),
     "reader_data": Bench("reader training questions: more of the benchmark vs as many SQuAD questions (gold paragraph among same-article "

@@ -19,6 +19,19 @@ def test_map_computes_missing_only_and_dedups(tmp_path):
     assert calls == [1, 2, 3]  # a new process reads everything back
 
 
+def test_map_chunks_alike_work_together_and_answers_in_key_order(tmp_path):
+    """``sort_key`` orders the missing items before chunking (alike work in one chunk); values come back in key order."""
+    cache, chunks = Cache("t", tmp_path), []
+
+    def compute(items):
+        chunks.append(list(items))
+        return [-x for x in items]
+
+    items = [5, 1, 4, 1, 3, 2]
+    assert cache.map([make_key(x) for x in items], items, compute, chunk_size=2, sort_key=lambda x: x) == [-5, -1, -4, -1, -3, -2]
+    assert chunks == [[1, 2], [3, 4], [5]]
+
+
 def test_interrupted_map_keeps_finished_chunks(tmp_path):
     cache = Cache("t", tmp_path)
     keys = [make_key(i) for i in range(10)]

@@ -95,6 +95,25 @@ def test_short_prompts_decode_in_full_groups_of_one_length(smol_lm):
     assert len(length) < len(short), "the test needs prompts that share a length"
 
 
+def test_generate_decodes_a_chunk_of_one_length_together_with_each_reply_as_alone(tiny_lm):
+    """Missing prompts are chunked in order of length (more than a chunk of 32 here, lengths interleaved), so the
+    chunks' decoding groups are full; every reply is still the one the prompt gets alone, in the caller's order."""
+    prompts = [f"Question: {'very ' * (i % 3)}short number {i}?" for i in range(40)]
+    groups = []
+    original = tiny_lm._generate
+    tiny_lm._generate = lambda chunk, n, desc=None: groups.extend(tiny_lm.generation_groups(chunk)) or original(chunk, n, desc)
+    together = tiny_lm.generate(prompts, 4)
+    tiny_lm._generate = original
+    lengths = [tiny_lm.n_prompt_tokens(p) for p in prompts]
+
+    def n_groups(part: list[int]) -> int:  # 8-row groups of one length
+        return sum(-(-part.count(n) // 8) for n in set(part))
+
+    in_callers_order = sum(n_groups(lengths[s : s + 32]) for s in range(0, len(lengths), 32))
+    assert len(groups) <= n_groups(lengths) + 1 < in_callers_order  # at most one length split by the chunk boundary
+    assert together == [original([p], 4)[0] for p in prompts]
+
+
 @pytest.mark.native_bf16
 def test_bf16_greedy_answers_are_batch_invariant(smol_lm):
     """A prompt's greedy reply is the same alone or next to others, in any order."""

@@ -135,8 +135,11 @@ class Cache:
         items: Sequence[Any],
         compute: Callable[[list[Any]], list[Any]],
         chunk_size: int = 64,
+        sort_key: Callable[[Any], Any] | None = None,
     ) -> list[Any]:
-        """Values for ``items``: cached ones read, missing ones computed in chunks and stored."""
+        """Values for ``items``: cached ones read, missing ones computed in chunks and stored. ``sort_key``
+        orders the missing items before they are chunked, so that a chunk holds alike work (prompts of one
+        length decode together: ``LM.generate``); the values must not depend on the order."""
         assert len(keys) == len(items)
         found = self.get_many(keys)
         todo = [i for i, key in enumerate(keys) if key not in found]
@@ -144,7 +147,7 @@ class Cache:
         unique: dict[str, int] = {}
         for i in todo:
             unique.setdefault(keys[i], i)
-        order = list(unique.values())
+        order = sorted(unique.values(), key=lambda i: sort_key(items[i])) if sort_key else list(unique.values())
         self.count(keys, found, len(order))
         for start in range(0, len(order), chunk_size):
             chunk = order[start : start + chunk_size]

@@ -77,6 +77,10 @@ class LM:
             ids = ids["input_ids"]
         return list(ids)
 
+    def n_prompt_tokens(self, user: str) -> int:
+        """The length of :meth:`prompt_ids`: what decides a prompt's decoding group."""
+        return len(self.prompt_ids(user))
+
     def answer_ids(self, answer: str) -> list[int]:
         """Token ids of the reply text (no special tokens)."""
         return self.tokenizer(answer, add_special_tokens=False).input_ids or [self.tokenizer.eos_token_id]
@@ -148,7 +152,7 @@ class LM:
         """Prompt indices in decoding groups: same token length, exactly ``decode_rows`` rows (copies fill)."""
         by_length: dict[int, list[int]] = {}
         for i, p in enumerate(prompts):
-            by_length.setdefault(len(self.prompt_ids(p)), []).append(i)
+            by_length.setdefault(self.n_prompt_tokens(p), []).append(i)
         groups = []
         for length, idx in sorted(by_length.items()):
             rows = self.decode_rows(length)
@@ -180,7 +184,8 @@ class LM:
         """Greedy replies (stopping at end-of-turn or ``max_new_tokens``), batch-invariant (``decode_rows``); cached on disk."""
         self.count(prompts, [], max_new_tokens)
         keys = [make_key("generate", *self.signature, "greedy", DECODE_ROWS, SHORT_PROMPT_TOKENS, "static-if-alone", max_new_tokens, p) for p in prompts]
-        return self.cache.map(keys, list(prompts), lambda chunk: self._generate(chunk, max_new_tokens, desc), chunk_size=32)
+        # missing prompts in order of length, so a chunk's decoding groups are full (a reply's bits do not depend on its group)
+        return self.cache.map(keys, list(prompts), lambda chunk: self._generate(chunk, max_new_tokens, desc), chunk_size=32, sort_key=self.n_prompt_tokens)
 
     # ---- answering: one prefill, the greedy reply and the gold answers' scores -------------
     @torch.inference_mode()
@@ -229,7 +234,7 @@ class LM:
         """Long prompts: one shared prefill each (:meth:`_answer_one`). Short prompts (``decode_rows`` > 1,
         e.g. no retrieval): their replies decode in full same-length groups, which costs about one
         prompt's steps for ``DECODE_ROWS`` replies, and their gold answers are scored alone."""
-        short = [i for i, (p, _) in enumerate(chunk) if self.decode_rows(len(self.prompt_ids(p))) > 1]
+        short = [i for i, (p, _) in enumerate(chunk) if self.decode_rows(self.n_prompt_tokens(p)) > 1]
         out: list = [None] * len(chunk)
         if short:
             replies = self._generate([chunk[i][0] for i in short], max_new_tokens)
@@ -270,5 +275,5 @@ class LM:
                 bar.update(len(chunk))
                 return out
 
-            values = self.cache.map(keys, items, compute, chunk_size=32)
+            values = self.cache.map(keys, items, compute, chunk_size=32, sort_key=lambda item: self.n_prompt_tokens(item[0]))
         return [(r, [list(lp) for lp in lps]) for r, lps in values]
