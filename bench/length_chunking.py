@@ -31,14 +31,14 @@ from ragalign.methods.gainrag.pseudo import pseudo_prompt
 def timed(lm: LM, prompts: list[str], new: int, in_order_of_length: bool) -> tuple[list[str], float, int]:
     """Replies, seconds and decoding groups of one cold ``generate``-like run over ``prompts``."""
     groups: list[list[int]] = []
+    original = lm._generate
 
     def decode(chunk: list[str]) -> list[str]:
         groups.extend(lm.generation_groups(chunk))
-        return lm._generate(chunk, new)
+        return original(chunk, new)
 
     start = time.perf_counter()
     if in_order_of_length:
-        original = lm._generate
         lm._generate = lambda chunk, n, desc=None: decode(chunk)
         try:
             out = lm.generate(prompts, new)  # the study's path
