@@ -1,7 +1,7 @@
 """Short prompts decoded in same-length groups: missing prompts chunked in order of length (the study's path)
 vs in the caller's order (the way before), same prompts, each from an empty cache.
 
-    .venv/bin/python bench/length_chunking.py [--questions 96] [--new-tokens 32] [--out bench/results/length_chunking.json]
+    .venv/bin/python bench/length_chunking.py [--questions 64] [--new-tokens 32] [--out bench/results/length_chunking.json]
 
 ``LM.generate`` computes missing prompts in chunks of 32 (each chunk stored as it finishes, so a stage
 resumes), and decodes short prompts in groups of ``lm.DECODE_ROWS`` rows of one token length, copies
@@ -52,7 +52,7 @@ def timed(lm: LM, prompts: list[str], new: int, in_order_of_length: bool) -> tup
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--questions", type=int, default=96)
+    ap.add_argument("--questions", type=int, default=64)
     ap.add_argument("--new-tokens", type=int, default=32)
     ap.add_argument("--dtype", default=None, help="default: what the study resolves to here (models.dtype)")
     ap.add_argument("--out", default=None)
