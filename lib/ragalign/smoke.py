@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         took = (time.perf_counter() - start) / 60
         print(f"[smoke] done in {took:.1f} min; {len(summary['variants'])} variants; failed gates: {failed or 'none'}")
         if minutes:
-            print(f"[smoke] cold, against the estimate of {minutes:.1f} min: x{took / minutes:.2f} ({'within' if abs(took / minutes - 1) <= 0.3 else 'outside'} 30%)")
+            print(f"[smoke] cold; the estimate of {minutes:.1f} min was off by {cost.off_by(minutes, took)}")
         if args.record:
             cost.smoke_record(params, probes_s, took * 60, work / "study", ROOT)
             print(f"[smoke] recorded as the estimate's reference: {cost.SMOKE_COLD}")
