@@ -78,13 +78,18 @@ def test_every_stage_notebook_ends_with_one_findings_cell():
 
 
 def test_every_stage_has_a_notebook_paired_with_its_report():
+    """Each stage runs its notebook through the runner, and jupytext (as `jupytext --paired-paths` reads the
+    repo's config) pairs the notebook with the report the stage declares."""
+    from jupytext.cli import get_formats_from_notebook_path
+    from jupytext.paired_paths import paired_paths
+
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     for name, stage in stages.items():
         assert stage["cmd"] == f"python -m ragalign.runner {name}"
         source = ROOT / "notebooks" / f"{name}.py"
         assert source.exists(), source
-        paired = subprocess.run([sys.executable, "-m", "jupytext", "--paired-paths", str(source)], capture_output=True, text=True, cwd=ROOT)
-        assert f"reports/{name}.ipynb" in paired.stdout, paired.stderr
+        paired = [Path(p) for p, _ in paired_paths(str(source), None, get_formats_from_notebook_path(str(source), None))]
+        assert ROOT / "reports" / f"{name}.ipynb" in paired, paired
         outs = [next(iter(o)) if isinstance(o, dict) else o for o in stage["outs"]]
         assert f"reports/{name}.ipynb" in outs and f"results/timings/{name}.json" in outs
         assert f"notebooks/{name}.py" in stage["deps"]
