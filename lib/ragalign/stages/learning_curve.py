@@ -7,8 +7,8 @@ gives ``curve.eval_questions`` held-out questions, ranked at every point, and ne
 (``rerank.train_reranker``: its keep rule included) and, with ``curve.reference``, sentence-transformers'
 bi-encoder on the same groups (``core.reference_training``); both rank the held-out questions' dense
 candidates, paired per question with dense (reciprocal rank of the first gold passage, gold first).
-At ``curve.answer_sizes`` the project's reranker also answers the study's test questions with its
-top ``rag.top_k``, paired with dense top-k on the gold-answer log-prob. Points are cached on disk
+At ``curve.answer_sizes`` the project's reranker also ranks and answers the study's test questions with its
+top ``rag.top_k``, paired with dense top-k on the gold-answer log-prob (only those points rank them). Points are cached on disk
 (``.cache/ragalign/curve.sqlite``), keyed by everything that produced them: an interrupted stage resumes.
 """
 
@@ -76,20 +76,26 @@ def first_place(moved: list[float], base: list[float]) -> dict[str, int]:
     return {"misses": int((~base_).sum()), "fixed": int((~base_ & moved_).sum()), "hits": int(base_.sum()), "lost": int((base_ & ~moved_).sum())}
 
 
-def train_point(P: Params, trainer: str, groups: list, held: pd.DataFrame, test: pd.DataFrame, candidates: dict, dense: pd.DataFrame, text: dict) -> dict:
-    """One point: train on ``groups``, rank the held-out (and test) candidates; JSON-ready."""
+def train_point(P: Params, trainer: str, groups: list, held: pd.DataFrame, test: pd.DataFrame | None, candidates: dict, dense: pd.DataFrame, text: dict) -> dict:
+    """One point: train on ``groups``, rank the held-out candidates and, given ``test`` (a point that answers),
+    the test questions' (``test_top``); JSON-ready."""
     seed_everything(P.training.seed)
+    extra = {}
     if trainer == "reference":
         model = train_reference(P.models.encoder, groups, epochs=P.training.epochs, max_length=P.retrieval.max_length, seed=P.training.seed)
-        held_ranking, test_ranking, extra = rescore(model, held, candidates, text, trainer), rescore(model, test, candidates, text, trainer), {}
     else:
         model, curve = train_reranker(P.models.encoder, groups, P.training, desc=f"relevance reranker, {len(groups)} groups", prior_max_length=P.retrieval.max_length)
-        held_ranking = rerank(model, held, candidates, text, trainer, priors=dense)
-        test_ranking = rerank(model, test, candidates, text, trainer, priors=dense)
         h = curve.attrs["heldout"]
         extra = {"prior_temperature": model.prior_temperature, "kept_step": h["kept_step"], "best_step": h["best_step"],
                  "loss_reduction": h["interval"], "val_loss": [round(v, 4) for v in curve[curve.split == "val"].loss]}
-    return {**per_question(held_ranking, held), **extra, "test_top": top_pids(test_ranking, P.rag.top_k)}
+
+    def ranked(questions: pd.DataFrame) -> pd.DataFrame:
+        if trainer == "reference":
+            return rescore(model, questions, candidates, text, trainer)
+        return rerank(model, questions, candidates, text, trainer, priors=dense)
+
+    point = {**per_question(ranked(held), held), **extra}
+    return point if test is None else point | {"test_top": top_pids(ranked(test), P.rag.top_k)}
 
 
 def run(P: Params) -> Result:
@@ -111,9 +117,11 @@ def run(P: Params) -> Result:
         for n in sorted(P.curve.sizes):
             train = pool.iloc[:n]
             groups = relevance_groups(train, candidates, text, P.training.group_size, P.training.seed)
+            answering = trainer == "project" and n in P.curve.answer_sizes  # only these points rank the test questions
             key = make_key("relevance-curve", trainer, encoder_id, P.training.model_dump(), P.retrieval.model_dump(), P.rag.top_k, P.numerics().record(),
-                           list(train.qid), list(held.qid), list(test.qid))
-            point = cache.map([key], [(trainer, groups)], lambda todo: [train_point(P, t, g, held, test, candidates, dense, text) for t, g in todo], chunk_size=1)[0]
+                           list(train.qid), list(held.qid), list(test.qid) if answering else None)
+            item = (trainer, groups, test if answering else None)
+            point = cache.map([key], [item], lambda todo: [train_point(P, t, g, held, q, candidates, dense, text) for t, g, q in todo], chunk_size=1)[0]
             row = {"trainer": trainer, "n": n, "groups": len(groups)}
             for metric in ("rr", "gold_at_1"):
                 diff = paired_interval(np.subtract(point[metric], base[metric]), P.rag.n_bootstrap, P.data.seed)
@@ -127,7 +135,7 @@ def run(P: Params) -> Result:
     metrics = {"held_out_questions": len(held), "dense": dense_summary,
                "points": [{k: v for k, v in r.items() if k != "test_top"} for r in rows], "answers": answers}
     artifacts.CURVE_METRICS.write(metrics)
-    return Result(points.drop(columns="test_top"), dense_summary, answers, metrics)
+    return Result(points.drop(columns="test_top", errors="ignore"), dense_summary, answers, metrics)
 
 
 def answer_points(P: Params, points: pd.DataFrame, test: pd.DataFrame, passages: pd.DataFrame, stage02: pd.DataFrame) -> dict:
