@@ -301,6 +301,15 @@ def row_reader_data(r: dict) -> str:
     return f"{r['eval_questions']} further benchmark questions, paired (positive: better than `benchmark`). " + "; ".join(parts)
 
 
+def row_relevance_control(r: dict) -> str:
+    names = {"first_gold": "first gold", "easy_gold": "easy gold", "bridge_gold": "bridge", "gold_share_top_k": f"gold share in top {r['top_k']}"}
+    parts = [f"{arm} (held-out loss {_interval(x['loss_reduction'])} lower): " + ", ".join(f"{names[m]} {_interval(d)}" for m, d in x["vs_dense"].items())
+             for arm, x in r["runs"].items()]
+    versus = r["runs"]["per gold"]["vs_uniform"]
+    return (f"{r['questions']} training questions, {r['held_out_questions']} held out; reciprocal ranks and shares, each arm minus dense. " + "; ".join(parts)
+            + f"; per gold minus uniform: first gold {_interval(versus['first_gold'])}, easy gold {_interval(versus['easy_gold'])}")
+
+
 @dataclass(frozen=True)
 class Bench:
     compares: str
@@ -339,6 +348,8 @@ BENCHES: dict[str, Bench] = {
                              "caller's order", row_length_chunking, "timed"),
     "reader_tuning": Bench("reader fine-tuning (`reader.tune`): every weight vs LoRA adapters (`peft`) vs the upper half of the decoder, "
                            "same examples and held-out questions", row_reader_tuning, "timed"),
+    "relevance_control": Bench("the relevance control's target: both gold passages sharing it evenly (the study's) vs one gold per group "
+                               "against hard negatives, same questions, groups and steps, on stage 12's held-out questions", row_relevance_control),
     "reader_data": Bench("reader training questions: more of the benchmark vs as many SQuAD questions (gold paragraph among same-article "
                          "distractors), on the same further benchmark questions", row_reader_data, "timed"),
     "probe_speed": Bench("the cost estimator's probe (`core.probes.probe`) in bf16, float32, and float32 with torch's kernels capped at AVX2 "

@@ -58,7 +58,7 @@ def test_readme_table_matches_summary_json():
 # --- every number in the README is generated or checked against the file it comes from ----------
 
 README = ROOT / "README.md"
-GENERATED = ("results", "seam", "powered", "seam_curve", "timings", "bench", "numerics")  # stage 11 writes the first four, bench/report.py the others
+GENERATED = ("results", "seam", "powered", "seam_curve", "control", "timings", "bench", "numerics")  # stage 11 writes the first five, bench/report.py the others
 NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)*(?:e-?\d+)?(?=(?:%|x)?(?!\w))")  # 3, 3.11, 2.13.0, 3e-4, 95(%), 10(x); not bf16, 00_numerics, L6
 
 
@@ -213,6 +213,8 @@ CLAIMS = [
     Claim(r"budgets made equal \(stage (14)\)", lambda m: need(by_number(stage_graph()[0])["14"] == "14_seam_curve", "14 is the seam curve"), "dvc.yaml"),
     Claim(r"written by stage (11)\sfrom stage (14)'s metrics", lambda m: need("results/metrics/seam_curve.json" in stage_graph()[0]["11_summary"]["deps"], "11 reads 14's metrics"),
           "dvc.yaml: stage 11 depends on stage 14's metrics"),
+    Claim(r"written by stage (11) from stage (12)'s metrics", lambda m: need("results/metrics/curve.json" in stage_graph()[0]["11_summary"]["deps"], "11 reads 12's metrics"),
+          "dvc.yaml: stage 11 depends on stage 12's metrics"),
     Claim(r"equivalent\" \(stage (13)\): no", lambda m: need(by_number(stage_graph()[0])["13"] == "13_powered_seam", "13 is the powered seam"), "dvc.yaml"),
     Claim(r"written by stage (11) from stage (13)'s metrics", lambda m: need("results/metrics/powered.json" in stage_graph()[0]["11_summary"]["deps"], "11 reads 13's metrics"),
           "dvc.yaml: stage 11 depends on stage 13's metrics"),

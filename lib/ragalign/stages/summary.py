@@ -11,6 +11,7 @@ from ragalign.core import artifacts
 from ragalign.core.data import load_questions
 from ragalign.core.params import Params
 from ragalign.core.probes import avx2_factor
+from ragalign.report.control import control_block
 from ragalign.report.seam import powered_block, seam_curve_block, seam_markdown
 from ragalign.report.summary import (
     AUDITED,
@@ -136,6 +137,7 @@ def run(P: Params, readme: str = "README.md") -> Result:
     inject_readme(readme, powered_block(powered), name="powered")
     seam_curve = artifacts.SEAM_CURVE_METRICS.read()
     inject_readme(readme, seam_curve_block(seam_curve), name="seam_curve")
+    inject_readme(readme, control_block(artifacts.CURVE_METRICS.read()), name="control")
     blocks = audit.get("variants", {})
     audit_paired = {VARIANT_SOURCES[v][1]: blocks[a]["paired_vs_dense"] for v, a in AUDITED.items() if blocks.get(a, {}).get("paired_vs_dense")}
     differing = paired[(paired.kind != "retrieval") & ~paired.identical].mde  # identical contexts say nothing about power
