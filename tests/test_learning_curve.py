@@ -51,3 +51,22 @@ def test_first_place_counts_the_moves_a_flat_curve_can_hide():
                            for n, m in ((5, base), (10, moved))])
     text = stage.findings(stage.Result(points, {"n": 6, "gold_at_1": 0.5, "mrr": 0.7, "headroom": 0.5}, {}, {}))
     assert "At n = 10 it puts a gold passage first for 2 of the 3 held-out questions dense gets wrong, and loses it for 2 of the 3" in text
+
+
+def test_the_readme_control_block_says_what_stage_12_found():
+    """Stage 11's control block: stage 12's own findings, then one table row per point with the study's trainer's loss gain."""
+    from ragalign.report.control import control_block
+
+    worse = {"mean": -0.05, "lo": -0.08, "hi": -0.02, "n": 200, "mde": 0.03, "identical": False, "verdict": "worse"}
+    flat = {"mean": 0.0, "lo": -0.02, "hi": 0.02, "n": 200, "mde": 0.03, "identical": False, "verdict": "not told apart"}
+    moves = {"misses": 40, "fixed": 5, "hits": 160, "lost": 20}
+    curve = {"held_out_questions": 200, "dense": {"n": 200, "gold_at_1": 0.8, "mrr": 0.87, "headroom": 0.2}, "answers": {},
+             "points": [{"trainer": "project", "n": 800, "rr": worse, "gold_at_1": worse | {"mean": -0.075, "lo": -0.12, "hi": -0.03}, "first_place": moves,
+                         "loss_reduction": {"mean": 0.1, "lo": 0.08, "hi": 0.12, "n": 160}},
+                        {"trainer": "reference", "n": 800, "rr": flat, "gold_at_1": flat, "first_place": moves}]}
+    block = control_block(curve)
+    assert block.startswith("On 200 held-out questions dense retrieval puts a gold passage first for 80%")
+    assert "n = 800: it is worse than dense (-0.050 [-0.080, -0.020])" in block
+    assert "| the study's trainer (core.training.fit) | 800 | +0.1000 [+0.0800, +0.1200] | -0.050 [-0.080, -0.020] worse | -0.075 [-0.120, -0.030] worse | 5 / 20 |" in block
+    assert "| sentence-transformers (MNRL bi-encoder) | 800 | – | +0.000 [-0.020, +0.020] not told apart (inconclusive) |" in block
+    assert block.count("beats dense at none of the sizes up to 800") == 2
