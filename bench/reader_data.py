@@ -30,7 +30,7 @@ from report import emit
 
 from ragalign.core import params
 from ragalign.core.benchmarks import read_benchmark
-from ragalign.core.data import load_splits
+from ragalign.core.data import load_benchmark, load_splits
 from ragalign.core.lm import LM
 from ragalign.core.metrics import paired_interval
 from ragalign.core.rag import PassageStore
@@ -54,14 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     n = args.questions
     train, test, passages = load_splits()
-    every, _ = read_benchmark(P.data.dataset, P.data.path)
+    every = load_benchmark()
     rest = every[~every.qid.isin(set(train.qid) | set(test.qid))].sample(frac=1.0, random_state=R.seed)
     pool, held = rest.head(2 * n).assign(source="benchmark"), rest.iloc[2 * n : 2 * n + args.eval_questions]
     squad, _ = read_benchmark(R.extra_dataset)
     squad = squad.sample(n=n, random_state=R.seed).assign(source=R.extra_dataset)
     lm = LM.from_params(P.models, show_progress=False)
     store = PassageStore(passages, lm, P.rag.max_passage_tokens)
-    dense = dense_contexts(P, held, passages)
+    dense = dense_contexts(held)
     shown = {"dense": {q: v[: P.rag.top_k] for q, v in dense.items()}, "oracle": dict(zip(held.qid, held.gold_pids, strict=True)), "none": {}}
     eval_sets = {c: reader.reader_examples(lm, held, {q: ctx.get(q, []) for q in held.qid}, store.__getitem__) for c, ctx in shown.items()}
     arms = {"benchmark": pool.head(n), "benchmark + squad": pd.concat([pool.head(n), squad]), "benchmark x2": pool}

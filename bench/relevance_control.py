@@ -34,10 +34,10 @@ import pandas as pd
 from report import emit
 
 from ragalign.core import artifacts, params
-from ragalign.core.data import load_passages, load_questions
+from ragalign.core.data import load_benchmark, load_passages, load_questions
 from ragalign.core.metrics import paired_interval, reciprocal_rank
 from ragalign.core.rerank import Group, relevance_groups, rerank, train_reranker
-from ragalign.core.retrieval import dense_ranking, passage_texts, top_pids
+from ragalign.core.retrieval import passage_texts, rankings_of, top_pids
 from ragalign.core.seed import seed_everything
 from ragalign.stages.learning_curve import curve_questions
 
@@ -85,10 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     study, passages = load_questions(), load_passages()
-    held, pool = curve_questions(P, study)
+    held, pool = curve_questions(P, load_benchmark(), study)
     train = pool.iloc[: args.questions]
     text = passage_texts(passages)
-    ranking = dense_ranking(P, pd.concat([held, train]), passages, artifacts.PASSAGE_EMB.read())
+    ranking = rankings_of(artifacts.DENSE.read(), [*held.qid, *train.qid])
     candidates = top_pids(ranking)
     base = measures(candidates, candidates, held, P.rag.top_k)
     arms = {"uniform": relevance_groups(train, candidates, text, P.training.group_size, P.training.seed),

@@ -11,8 +11,11 @@
 #
 # Two first-stage retrievers over the whole corpus: **BM25** (lexical, `bm25s`) and a **dense**
 # MiniLM bi-encoder (mean-pooled, L2-normalised, exact inner-product search with faiss). Each
-# returns the top `retrieval.k` passages for every question; recall@k and MRR measure how often
-# the gold passages are among them. Every later variant starts from these candidates.
+# returns the top `retrieval.k` passages for every question of the benchmark; recall@k and MRR
+# measure, on the study's questions, how often the gold passages are among them. Every later variant
+# starts from these candidates, and every later stage that ranks a question outside the study's
+# splits (the readers' training questions, the learning curves', the powered rows') reads its ranking
+# here: one dense ranking per question in the whole study.
 
 # %% tags=["parameters"]
 data: dict = {}

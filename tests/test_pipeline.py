@@ -75,6 +75,19 @@ def test_full_pipeline_runs_and_is_deterministic(tiny_run):
     assert not differ, f"not byte-identical on a second run: {differ}"
 
 
+def test_stage_02_ranks_every_benchmark_question(tiny_repo):
+    """One ranking per question in the whole study: stage 02 ranks every question of the benchmark, the
+    readers', the curves' and the powered rows' among them (they read it: ``retrieval.rankings_of``)."""
+    from ragalign.core import artifacts
+
+    repo = tiny_repo[0]
+    every = artifacts.BENCHMARK.read(repo)
+    k = yaml.safe_load((repo / "params.yaml").read_text())["retrieval"]["k"]
+    for ranking in (artifacts.DENSE.read(repo), artifacts.BM25.read(repo)):
+        assert sorted(ranking.qid.unique()) == sorted(every.qid) and (ranking.groupby("qid").size() == k).all()
+    assert set(artifacts.READER_QUESTIONS.read(repo).query("source == 'benchmark'").qid) <= set(every.qid)
+
+
 def test_each_stage_records_its_time_by_kind_of_work_and_stage_00_probes_each_kind(tiny_run):
     """What the cost estimate scales kind by kind (core.stopwatch, core.cost): the probes of each kind, and per
     stage the seconds its kernel spent answering, encoding and training, within its wall time."""

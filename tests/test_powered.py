@@ -23,12 +23,12 @@ def params(tmp_path):
 def test_fresh_questions_lie_outside_the_study_and_the_readers_training_sets(params):
     every, _ = read_benchmark("hotpotqa", params.data.path)
     study, reader = every.head(16), set(every.qid[16:26])
-    fresh = powered_questions(params, study, reader)
+    fresh = powered_questions(params, every, study, reader)
     assert len(fresh) == 8 and not set(fresh.qid) & (set(study.qid) | reader)
-    assert list(powered_questions(params, study, reader).qid) == list(fresh.qid)  # seeded
+    assert list(powered_questions(params, every, study, reader).qid) == list(fresh.qid)  # seeded
     too_many = params.model_copy(update={"powered": params.powered.model_copy(update={"n_questions": 15})})
     with pytest.raises(ValueError, match=r"powered.n_questions = 15 .*largest allowed value: 14"):
-        powered_questions(too_many, study, reader)
+        powered_questions(too_many, every, study, reader)
 
 
 def _seam(means: dict[str, float], identical: tuple[str, ...] = ()) -> dict:

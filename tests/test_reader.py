@@ -31,13 +31,13 @@ def test_the_readers_training_questions_never_include_a_test_question(hotpot_fil
     every, _ = read_benchmark("hotpotqa", hotpot_file)
     sample = split_questions(every, 6, 5, P.data.seed)
     train, test = sample[sample.split == "train"], sample[sample.split == "test"]
-    questions = training_questions(P, train, test)
+    questions = training_questions(P, every, train, test)
     assert not set(questions.qid) & set(test.qid)
     tuned, fair = questions[questions.set == "tuned"], questions[questions.set == "fair budget"]
     assert len(tuned) == 8 and (tuned.source == "benchmark").all() and not set(tuned.qid) & set(train.qid)  # the coupled teacher never saw them
     assert fair.qid.tolist() == train.qid.tolist() and (fair.source == "study train").all()  # the retriever-side methods' budget
     big = validate({"data": {"path": str(hotpot_file), "n_train": 6, "n_test": 5}, "reader": {"n_questions": 1000, "fair_budget": False}})
-    assert len(training_questions(big, train, test)) == len(every) - len(test) - len(train)  # every other question, and no more
+    assert len(training_questions(big, every, train, test)) == len(every) - len(test) - len(train)  # every other question, and no more
 
 
 def test_an_extra_benchmarks_questions_show_their_gold_among_same_article_distractors():
@@ -131,7 +131,7 @@ def test_raft_p_is_drawn_within_each_training_set(monkeypatch):
     qids = [f"t{i}" for i in range(20)] + [f"f{i}" for i in range(10)]
     questions = pd.DataFrame({"qid": qids, "question": "q", "answers": [["a"]] * 30, "gold_pids": [[f"g-{q}"] for q in qids],
                               "source": "benchmark", "set": ["tuned"] * 20 + ["fair budget"] * 10})
-    monkeypatch.setattr(stage, "dense_contexts", lambda P, qs, passages: {q: [f"g-{q}", "x", "y", "z"] for q in qs.qid})
+    monkeypatch.setattr(stage, "dense_contexts", lambda qs: {q: [f"g-{q}", "x", "y", "z"] for q in qs.qid})
     monkeypatch.setattr(stage, "PassageStore", lambda *a, **k: SimpleNamespace(__getitem__=lambda pid: pid))
     monkeypatch.setattr(stage.reader, "reader_examples", lambda lm, qs, contexts, text: contexts)
     P = validate({"reader": {"p_no_gold": 0.2, "extra_questions": 0}})
@@ -139,3 +139,19 @@ def test_raft_p_is_drawn_within_each_training_set(monkeypatch):
     alone = stage.training_examples(P, None, questions[questions.set == "tuned"], None)
     assert {q: both[q] for q in alone} == alone
     assert sum(f"g-{q}" not in c for q, c in alone.items()) == 4  # 20% of the tuned questions, drawn among them
+
+
+def test_the_readers_contexts_are_stage_02s_ranking(tmp_path):
+    """Stage 08 trains on the dense ranking stage 02 wrote, never on one of its own: a ranking no encoder
+    would produce comes back as written, and a question stage 02 did not rank is an error that names it."""
+    import numpy as np
+
+    from ragalign.core import artifacts
+    from ragalign.core.retrieval import to_ranking
+    from ragalign.stages.reader_tuning import dense_contexts
+
+    written = to_ranking(["q1", "q2"], np.array([[2, 0, 1], [1, 2, 0]]), np.zeros((2, 3)), ["p0", "p1", "p2"], "dense")
+    artifacts.DENSE.write(written, tmp_path)
+    assert dense_contexts(pd.DataFrame({"qid": ["q2"]}), root=tmp_path) == {"q2": ["p1", "p2", "p0"]}
+    with pytest.raises(KeyError, match=r"1 questions have no stage-02 ranking \(e.g. \['q3'\]\)"):
+        dense_contexts(pd.DataFrame({"qid": ["q2", "q3"]}), root=tmp_path)

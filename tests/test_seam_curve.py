@@ -23,20 +23,20 @@ def test_training_sets_are_nested_start_with_the_train_split_and_avoid_every_oth
     every, _ = read_benchmark("hotpotqa", params.data.path)
     study = every.head(16).assign(split=["train"] * 10 + ["test"] * 6)
     reader = set(every.qid[16:26])
-    order = seam_curve_order(params, study, reader)
+    order = seam_curve_order(params, every, study, reader)
     train, test = set(study.qid[:10]), set(study.qid[10:])
     assert set(order.qid[:10]) == train  # the point at data.n_train is the study's own budget
-    powered = set(powered_questions(params, study, reader).qid)
+    powered = set(powered_questions(params, every, study, reader).qid)
     assert not set(order.qid) & (test | reader | powered) and len(order) == 40 - 6 - 10 - 8
     sets = [set(order.qid[:n]) for n in params.seam_curve.sizes]
     assert sets[0] < sets[1] < sets[2]
-    assert list(seam_curve_order(params, study, reader).qid) == list(order.qid)  # seeded
+    assert list(seam_curve_order(params, every, study, reader).qid) == list(order.qid)  # seeded
     assert size_problems(params, 40) == []
     too_many = params.model_copy(update={"seam_curve": params.seam_curve.model_copy(update={"sizes": [5, 17]})})
     problems = size_problems(too_many, 40)
     assert len(problems) == 1 and problems[0].startswith("seam_curve.sizes asks for 17") and "largest allowed value: 16" in problems[0]
     with pytest.raises(ValueError, match="largest allowed value"):
-        seam_curve_order(too_many, study, reader)
+        seam_curve_order(too_many, every, study, reader)
 
 
 def _points(params):

@@ -115,12 +115,16 @@ PROBE = Artifact("results/timings/probe.json", "00_numerics", "json", ("probe_s"
 
 # ---- 01 prepare data ----------------------------------------------------------------------
 QUESTIONS = Artifact("results/data/questions.parquet", "01_prepare_data", "parquet", ("qid", "dataset", "split", "question", "answers", "gold_pids"), "the sampled questions")
+BENCHMARK = Artifact(
+    "results/data/benchmark.parquet", "01_prepare_data", "parquet", ("qid", "dataset", "question", "answers", "gold_pids"),
+    "every question of the benchmark, in its file's order: the pools later stages draw from",
+)
 PASSAGES = Artifact("results/data/passages.parquet", "01_prepare_data", "parquet", ("pid", "title", "text"), "the passage corpus")
 DATA_METRICS = metrics("01_prepare_data", "data")
 
 # ---- 02 retrieval -------------------------------------------------------------------------
-BM25 = Artifact("results/retrieval/bm25.parquet", "02_retrieval", "parquet", RANKING, "BM25 top-k of every question")
-DENSE = Artifact("results/retrieval/dense.parquet", "02_retrieval", "parquet", RANKING, "dense top-k of every question")
+BM25 = Artifact("results/retrieval/bm25.parquet", "02_retrieval", "parquet", RANKING, "BM25 top-k of every benchmark question")
+DENSE = Artifact("results/retrieval/dense.parquet", "02_retrieval", "parquet", RANKING, "dense top-k of every benchmark question")
 PASSAGE_EMB = Artifact("results/retrieval/passage_emb.npy", "02_retrieval", "npy", (), "the corpus's dense embeddings, in PASSAGES order")
 RETRIEVAL_METRICS = metrics("02_retrieval", "retrieval", ("train", "test"))
 

@@ -1,6 +1,7 @@
 """The study's prepared tables (stage 01's artifacts), read back with list columns as Python lists.
 
 - questions: ``qid, dataset, split, question, answers (list[str]), gold_pids (list[str])``
+- benchmark: every question of the benchmark (the columns of questions but ``split``)
 - passages: ``pid, title, text``
 
 The benchmark files themselves are read by :mod:`ragalign.core.benchmarks`.
@@ -15,12 +16,22 @@ import pandas as pd
 from ragalign.core import artifacts
 
 
-def load_questions(split: str | None = None, root: str | Path = ".") -> pd.DataFrame:
-    """The prepared questions (``artifacts.QUESTIONS``; optionally one split), with list columns as Python lists."""
-    df = artifacts.QUESTIONS.read(root)
+def _lists(df: pd.DataFrame) -> pd.DataFrame:
     for col in ("answers", "gold_pids"):
         df[col] = df[col].map(list)
+    return df
+
+
+def load_questions(split: str | None = None, root: str | Path = ".") -> pd.DataFrame:
+    """The prepared questions (``artifacts.QUESTIONS``; optionally one split), with list columns as Python lists."""
+    df = _lists(artifacts.QUESTIONS.read(root))
     return df if split is None else df[df.split == split].reset_index(drop=True)
+
+
+def load_benchmark(root: str | Path = ".") -> pd.DataFrame:
+    """Every question of the benchmark (``artifacts.BENCHMARK``), in its file's order, with list columns as
+    Python lists: the pool every question set beyond the study's splits is drawn from."""
+    return _lists(artifacts.BENCHMARK.read(root))
 
 
 def train_test(questions: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

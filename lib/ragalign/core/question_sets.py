@@ -10,36 +10,27 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ragalign.core.benchmarks import read_benchmark
 from ragalign.core.params import Params
 
 
-def _lists(frame: pd.DataFrame) -> pd.DataFrame:
-    for col in ("answers", "gold_pids"):
-        frame[col] = frame[col].map(list)
-    return frame
-
-
-def powered_questions(P: Params, study: pd.DataFrame, reader_qids: set[str]) -> pd.DataFrame:
-    """A seeded sample of ``powered.n_questions`` benchmark questions outside the study's splits and the
+def powered_questions(P: Params, every: pd.DataFrame, study: pd.DataFrame, reader_qids: set[str]) -> pd.DataFrame:
+    """A seeded sample of ``powered.n_questions`` of the benchmark's questions (``every``: ``data.load_benchmark``) outside the study's splits and the
     readers' training questions (``reader_qids``), in qid order."""
-    every, _ = read_benchmark(P.data.dataset, P.data.path)
     rest = every[~every.qid.isin(set(study.qid) | reader_qids)]
     if P.powered.n_questions > len(rest):
         raise ValueError(f"powered.n_questions = {P.powered.n_questions} exceeds the {len(rest)} questions left (largest allowed value: {len(rest)})")
-    return _lists(rest.sample(n=P.powered.n_questions, random_state=P.powered.seed).sort_values("qid").reset_index(drop=True))
+    return (rest.sample(n=P.powered.n_questions, random_state=P.powered.seed).sort_values("qid").reset_index(drop=True))
 
 
-def seam_curve_order(P: Params, study: pd.DataFrame, reader_qids: set[str]) -> pd.DataFrame:
+def seam_curve_order(P: Params, every: pd.DataFrame, study: pd.DataFrame, reader_qids: set[str]) -> pd.DataFrame:
     """The seam curve's training questions in order, each point a prefix: the study's train split (seeded
     order), then fresh benchmark questions outside the study, the readers' training questions and the
     powered rows' questions (seeded order)."""
-    every, _ = read_benchmark(P.data.dataset, P.data.path)
-    powered = set(powered_questions(P, study, reader_qids).qid)
+    powered = set(powered_questions(P, every, study, reader_qids).qid)
     train = study[study.split == "train"].drop(columns="split")
     fresh = every[~every.qid.isin(set(study.qid) | reader_qids | powered)]
     seed = P.seam_curve.seed
     order = pd.concat([train.sample(frac=1.0, random_state=seed), fresh.sample(frac=1.0, random_state=seed)], ignore_index=True)
     if max(P.seam_curve.sizes) > len(order):
         raise ValueError(f"seam_curve.sizes asks for {max(P.seam_curve.sizes)} training questions; {len(order)} are available (the largest allowed value)")
-    return _lists(order)
+    return order

@@ -5,9 +5,8 @@ A ranking is a table ``qid, rank (0-based), pid, score, method``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -16,9 +15,6 @@ from tqdm import tqdm
 
 from ragalign.core.metrics import recall_at_k, reciprocal_rank
 from ragalign.core.models import device, load_encoder, load_encoder_tokenizer
-
-if TYPE_CHECKING:
-    from ragalign.core.params import Params
 
 
 def passage_string(title: str, text: str) -> str:
@@ -137,10 +133,11 @@ def retrieval_quality(ranking: pd.DataFrame, questions: pd.DataFrame, ks: Sequen
     return out
 
 
-def dense_ranking(P: Params, questions: pd.DataFrame, passages: pd.DataFrame, passage_emb: np.ndarray) -> pd.DataFrame:
-    """Dense top ``retrieval.k`` of any ``questions`` (e.g. benchmark questions outside the study's splits)
-    over stage 02's corpus embeddings ``passage_emb``, with its encoder and numerics: what stage 02 would
-    have retrieved for them."""
-    encoder = DenseEncoder(P.models.encoder, P.retrieval.max_length, autocast=P.numerics().retrieval_autocast)
-    idx, scores = dense_search(passage_emb, encoder.embed(questions.question.tolist(), P.retrieval.encode_batch_size), P.retrieval.k)
-    return to_ranking(questions.qid, idx, scores, passages.pid, "dense")
+def rankings_of(ranking: pd.DataFrame, qids: Iterable[str]) -> pd.DataFrame:
+    """The rows of a stage-02 ranking for ``qids``: every question a later stage ranks is one stage 02 ranked
+    (it ranks every benchmark question), so that all stages see one ranking per question."""
+    wanted = set(qids)
+    missing = sorted(wanted - set(ranking.qid))
+    if missing:
+        raise KeyError(f"{len(missing)} questions have no stage-02 ranking (e.g. {missing[:3]}): re-run `dvc repro 02_retrieval`")
+    return ranking[ranking.qid.isin(wanted)].reset_index(drop=True)

@@ -20,9 +20,8 @@ import numpy as np
 import pandas as pd
 
 from ragalign.core import artifacts
-from ragalign.core.benchmarks import read_benchmark
 from ragalign.core.cache import Cache, make_key
-from ragalign.core.data import load_passages, load_questions
+from ragalign.core.data import load_benchmark, load_passages, load_questions
 from ragalign.core.lm import LM
 from ragalign.core.metrics import paired_difference, paired_interval, reciprocal_rank
 from ragalign.core.models import content_id, resolve
@@ -30,7 +29,7 @@ from ragalign.core.params import Params
 from ragalign.core.rag import PassageStore, answer_questions
 from ragalign.core.reference_training import rescore, train_reference
 from ragalign.core.rerank import relevance_groups, rerank, train_reranker
-from ragalign.core.retrieval import dense_ranking, passage_texts, top_pids
+from ragalign.core.retrieval import passage_texts, rankings_of, top_pids
 from ragalign.core.seed import seed_everything
 from ragalign.core.verdicts import with_verdict
 
@@ -45,13 +44,10 @@ class Result:
     metrics: dict  # results/metrics/curve.json
 
 
-def curve_questions(P: Params, study: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def curve_questions(P: Params, every: pd.DataFrame, study: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(held-out, training pool): the benchmark's questions outside the study's splits in a seeded order;
     the first ``curve.eval_questions`` are held out, the training sets are prefixes of the rest."""
-    every, _ = read_benchmark(P.data.dataset, P.data.path)
     rest = every[~every.qid.isin(set(study.qid))].sample(frac=1.0, random_state=P.curve.seed).reset_index(drop=True)
-    for col in ("answers", "gold_pids"):
-        rest[col] = rest[col].map(list)
     return rest.iloc[: P.curve.eval_questions].reset_index(drop=True), rest.iloc[P.curve.eval_questions :].reset_index(drop=True)
 
 
@@ -101,13 +97,12 @@ def train_point(P: Params, trainer: str, groups: list, held: pd.DataFrame, test:
 def run(P: Params) -> Result:
     study, passages = load_questions(), load_passages()
     test = study[study.split == "test"].reset_index(drop=True)
-    held, pool = curve_questions(P, study)
+    held, pool = curve_questions(P, load_benchmark(), study)
     largest = max(P.curve.sizes)
     if largest > len(pool):
         raise ValueError(f"curve.sizes asks for {largest} training questions; {len(pool)} are available (the largest allowed value)")
     text = passage_texts(passages)
-    stage02 = artifacts.DENSE.read()
-    dense = pd.concat([dense_ranking(P, pd.concat([held, pool.iloc[:largest]]), passages, artifacts.PASSAGE_EMB.read()), stage02[stage02.qid.isin(set(test.qid))]], ignore_index=True)
+    dense = rankings_of(artifacts.DENSE.read(), [*held.qid, *pool.qid[:largest], *test.qid])
     candidates = top_pids(dense)
     base = per_question(dense, held)
     cache = Cache("curve")
@@ -129,7 +124,7 @@ def run(P: Params) -> Result:
             row["first_place"] = first_place(point["gold_at_1"], base["gold_at_1"])
             rows.append(row | {k: point[k] for k in ("prior_temperature", "kept_step", "best_step", "loss_reduction", "val_loss", "test_top") if k in point})
     points = pd.DataFrame(rows)
-    answers = answer_points(P, points, test, passages, stage02)
+    answers = answer_points(P, points, test, passages, dense)
     dense_summary = {"mrr": round(float(np.mean(base["rr"])), 4), "gold_at_1": round(float(np.mean(base["gold_at_1"])), 4),
                      "headroom": round(1 - float(np.mean(base["gold_at_1"])), 4), "n": len(held)}
     metrics = {"held_out_questions": len(held), "dense": dense_summary,

@@ -19,7 +19,7 @@ import pandas as pd
 
 from ragalign.core import artifacts
 from ragalign.core.artifacts import seam_variant
-from ragalign.core.data import load_passages, load_questions
+from ragalign.core.data import load_benchmark, load_passages, load_questions
 from ragalign.core.lm import LM
 from ragalign.core.pairing import READERS, REFERENCE, pair_variants
 from ragalign.core.params import Params
@@ -29,9 +29,9 @@ from ragalign.core.rerank import CrossEncoder, rerank
 from ragalign.core.retrieval import (
     DenseEncoder,
     corpus_strings,
-    dense_ranking,
     dense_search,
     passage_texts,
+    rankings_of,
     to_ranking,
     top_pids,
 )
@@ -97,12 +97,12 @@ def key_contexts(P: Params, questions: pd.DataFrame, dense: pd.DataFrame, learne
 def run(P: Params) -> Result:
     seed_everything(P.training.seed)
     study, passages = load_questions(), load_passages()
-    questions = powered_questions(P, study, set(artifacts.READER_QUESTIONS.read().qid))
+    questions = powered_questions(P, load_benchmark(), study, set(artifacts.READER_QUESTIONS.read().qid))
     learner = chosen_learner(P, artifacts.SEAM_METRICS.read())
     lm = LM.from_params(P.models)
     tuned = LM(str(artifacts.READER.at()), lm.dtype, device=lm.device)
     store = PassageStore(passages, lm, P.rag.max_passage_tokens)
-    dense = dense_ranking(P, questions, passages, artifacts.PASSAGE_EMB.read())
+    dense = rankings_of(artifacts.DENSE.read(), questions.qid)
     ranking, extra = learner_ranking(P, learner, questions, passages, dense, lm) if learner else (None, {})
     ranking_cost = {"llm_evaluations": lm.evaluations, "llm_forward_tokens": lm.forward_tokens}  # GainRAG's pseudo-passages
 

@@ -1,4 +1,5 @@
-"""Stage 01: the benchmark becomes the study's questions (a seeded train/test sample) and corpus."""
+"""Stage 01: the benchmark becomes the study's questions (a seeded train/test sample), its corpus, and the
+table of every benchmark question the later question sets are drawn from."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ def run(P: Params) -> Result:
         "mean_passage_words": round(float(passages.text.str.split().map(len).mean()), 1),
     }
     artifacts.QUESTIONS.write(sample)
+    artifacts.BENCHMARK.write(questions[list(artifacts.BENCHMARK.fields)])
     artifacts.PASSAGES.write(passages)
     artifacts.DATA_METRICS.write(stats)
     return Result(sample, passages, stats)

@@ -12,12 +12,12 @@ import pandas as pd
 
 from ragalign.core import artifacts
 from ragalign.core.benchmarks import read_benchmark
-from ragalign.core.data import load_splits
+from ragalign.core.data import load_benchmark, load_splits
 from ragalign.core.lm import LM
 from ragalign.core.metrics import paired_interval
 from ragalign.core.params import Params
 from ragalign.core.rag import PassageStore, answer_questions, summarise
-from ragalign.core.retrieval import dense_ranking, top_pids
+from ragalign.core.retrieval import rankings_of, top_pids
 from ragalign.core.seed import seed_everything
 from ragalign.core.training import HELDOUT
 from ragalign.core.validity import loss_gate
@@ -54,14 +54,13 @@ class Result:
         return rows[["variant", "qid", "answer", "em", "f1", "gold_logprob"]]
 
 
-def training_questions(P: Params, train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
+def training_questions(P: Params, every: pd.DataFrame, train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
     """The readers' training questions, by ``set``. ``tuned``: a seeded sample of ``reader.n_questions``
-    benchmark questions outside the study's train and test splits (the coupled GainRAG labels the train
+    of the benchmark's questions (``every``) outside the study's train and test splits (the coupled GainRAG labels the train
     questions with this reader: it must not have trained on them), then ``reader.extra_questions`` of
     ``reader.extra_dataset``. ``fair budget`` (with ``reader.fair_budget``): the study's train questions,
     the retriever-side methods' budget. No test question ever enters."""
     R = P.reader
-    every, _ = read_benchmark(P.data.dataset, P.data.path)
     rest = every[~every.qid.isin(set(test.qid) | set(train.qid))]
     parts = [rest.sample(n=min(len(rest), R.n_questions), random_state=R.seed).assign(source="benchmark", set="tuned")]
     if R.extra_questions:
@@ -82,7 +81,7 @@ def training_examples(P: Params, lm: LM, questions: pd.DataFrame, passages: pd.D
     R, k = P.reader, P.rag.top_k
     own = questions[questions.source != R.extra_dataset].drop_duplicates("qid")
     gold = dict(zip(own.qid, own.gold_pids, strict=True))
-    ranked = dense_contexts(P, own, passages)
+    ranked = dense_contexts(own)
     contexts: dict[str, list[str]] = {}
     for _, part in own.groupby("set", sort=True):  # RAFT's P drawn within each set: one set's draw never depends on another's
         contexts |= reader.training_contexts({q: ranked[q] for q in part.qid}, gold, k, R.p_no_gold, R.seed)
@@ -96,9 +95,9 @@ def training_examples(P: Params, lm: LM, questions: pd.DataFrame, passages: pd.D
     return reader.reader_examples(lm, questions, contexts, store.__getitem__)
 
 
-def dense_contexts(P: Params, questions: pd.DataFrame, passages: pd.DataFrame) -> dict[str, list[str]]:
-    """qid -> the dense top ``retrieval.k`` over the study's corpus, as stage 02 retrieves (``retrieval.dense_ranking``)."""
-    return top_pids(dense_ranking(P, questions, passages, artifacts.PASSAGE_EMB.read()))
+def dense_contexts(questions: pd.DataFrame, root: str = ".") -> dict[str, list[str]]:
+    """qid -> stage 02's dense top ``retrieval.k`` of each question (it ranks every benchmark question)."""
+    return top_pids(rankings_of(artifacts.DENSE.read(root), questions.qid))
 
 
 def run(P: Params) -> Result:
@@ -107,7 +106,7 @@ def run(P: Params) -> Result:
     train, test, passages = load_splits()
     lm = LM.from_params(P.models)
     store = PassageStore(passages, lm, P.rag.max_passage_tokens)
-    questions = training_questions(P, train, test)
+    questions = training_questions(P, load_benchmark(), train, test)
     examples = training_examples(P, lm, questions, passages)
     questions["has_gold"] = [e.has_gold for e in examples]
     sets = {name: [e for e, s in zip(examples, questions.set, strict=True) if s == name] for name in questions.set.unique()}

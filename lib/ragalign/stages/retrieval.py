@@ -1,4 +1,6 @@
-"""Stage 02: BM25 and dense top-k of every question over the whole corpus, and their gold recall."""
+"""Stage 02: BM25 and dense top-k of every benchmark question over the whole corpus, and the gold recall of the
+study's questions. Every later stage that ranks a question outside the study's splits (the readers' training
+questions, the curves', the powered rows') reads its ranking here: one ranking per question in the whole study."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ragalign.core import artifacts
-from ragalign.core.data import load_passages, load_questions
+from ragalign.core.data import load_benchmark, load_passages, load_questions
 from ragalign.core.metrics import paired_interval, reciprocal_rank
 from ragalign.core.params import Params, ParamsError
 from ragalign.core.retrieval import (
@@ -25,8 +27,8 @@ from ragalign.core.verdicts import with_verdict
 
 @dataclass
 class Result:
-    questions: pd.DataFrame
-    bm25: pd.DataFrame
+    questions: pd.DataFrame  # the study's (train and test)
+    bm25: pd.DataFrame  # of every benchmark question
     dense: pd.DataFrame
     ks: list[int]
     quality: dict[str, dict]  # split -> method -> recall@k / mrr; "paired" -> dense minus BM25 reciprocal rank (test)
@@ -48,17 +50,17 @@ def recall_ks(k: int) -> list[int]:
 
 def run(P: Params) -> Result:
     seed_everything(P.data.seed)
-    questions, passages = load_questions(), load_passages()
+    questions, every, passages = load_questions(), load_benchmark(), load_passages()
     if P.retrieval.k > len(passages):
         raise ParamsError(f"retrieval.k={P.retrieval.k} exceeds the corpus size ({len(passages)} passages)")
     corpus = corpus_strings(passages)
-    idx, scores = bm25_search(corpus, questions.question.tolist(), P.retrieval.k)
-    bm25 = to_ranking(questions.qid, idx, scores, passages.pid, "bm25")
+    idx, scores = bm25_search(corpus, every.question.tolist(), P.retrieval.k)
+    bm25 = to_ranking(every.qid, idx, scores, passages.pid, "bm25")
     encoder = DenseEncoder(P.models.encoder, P.retrieval.max_length, autocast=P.numerics().retrieval_autocast)
     passage_emb = encoder.embed(corpus, P.retrieval.encode_batch_size, desc="embed corpus")
-    query_emb = encoder.embed(questions.question.tolist(), P.retrieval.encode_batch_size)
+    query_emb = encoder.embed(every.question.tolist(), P.retrieval.encode_batch_size, desc="embed questions")
     idx, scores = dense_search(passage_emb, query_emb, P.retrieval.k)
-    dense = to_ranking(questions.qid, idx, scores, passages.pid, "dense")
+    dense = to_ranking(every.qid, idx, scores, passages.pid, "dense")
     ks = recall_ks(P.retrieval.k)
     quality = {
         split: {name: retrieval_quality(r, questions[questions.split == split], ks) for name, r in (("bm25", bm25), ("dense", dense))}

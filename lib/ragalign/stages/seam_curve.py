@@ -26,7 +26,7 @@ import pandas as pd
 
 from ragalign.core import artifacts
 from ragalign.core.cache import Cache, make_key
-from ragalign.core.data import load_passages, load_questions
+from ragalign.core.data import load_benchmark, load_passages, load_questions
 from ragalign.core.lm import LM
 from ragalign.core.metrics import paired_interval
 from ragalign.core.models import content_id, resolve
@@ -34,7 +34,7 @@ from ragalign.core.params import Params
 from ragalign.core.question_sets import seam_curve_order
 from ragalign.core.rag import PassageStore, score_questions
 from ragalign.core.rerank import relevance_groups, rerank, train_reranker
-from ragalign.core.retrieval import DenseEncoder, dense_ranking, passage_texts, top_pids
+from ragalign.core.retrieval import DenseEncoder, passage_texts, rankings_of, top_pids
 from ragalign.core.seed import seed_everything
 from ragalign.core.verdicts import with_verdict
 from ragalign.methods import rationale as radio
@@ -66,8 +66,7 @@ class Curve:
         self.store = PassageStore(self.passages, self.lm, P.rag.max_passage_tokens)
         self.emb = artifacts.PASSAGE_EMB.read()
         largest = order.iloc[: max(P.seam_curve.sizes)]
-        stage02 = artifacts.DENSE.read()
-        self.dense = pd.concat([dense_ranking(P, largest, self.passages, self.emb), stage02[stage02.qid.isin(set(self.test.qid))]], ignore_index=True)
+        self.dense = rankings_of(artifacts.DENSE.read(), [*largest.qid, *self.test.qid])
         self.k = max(P.seam.ks)
         pseudo = artifacts.PSEUDO.read()
         self.test_pseudo = pseudo[pseudo.qid.isin(set(self.test.qid))]  # stage 04 wrote the test questions' pseudo-passages
@@ -142,7 +141,7 @@ def merge(*costs: dict) -> dict:
 
 def run(P: Params) -> Result:
     study = load_questions()
-    curve = Curve(P, seam_curve_order(P, study, set(artifacts.READER_QUESTIONS.read().qid)))
+    curve = Curve(P, seam_curve_order(P, load_benchmark(), study, set(artifacts.READER_QUESTIONS.read().qid)))
     base = {c: curve.score(curve.lm, curve.contexts[c], f"untuned:{c}") for c in CONTEXTS}
     cache = Cache("seam_curve")
     ids = {"generator": content_id(resolve(P.models.generator)), "encoder": content_id(resolve(P.models.encoder))}
