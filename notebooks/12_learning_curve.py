@@ -30,6 +30,7 @@ curve: dict = {}
 from IPython.display import Markdown
 
 from ragalign.core import params, plots
+from ragalign.report import control
 from ragalign.stages import learning_curve as stage
 
 P = params.from_namespace(globals())
@@ -52,4 +53,4 @@ _ = plots.learning_curve(r.points, "gold_at_1", "gold first − dense", "Gold pa
 r.points
 
 # %% tags=["findings"]
-Markdown(stage.findings(r))
+Markdown(control.findings(r.points, r.dense, r.answers))

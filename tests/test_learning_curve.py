@@ -5,6 +5,7 @@ import pytest
 
 from ragalign.core.benchmarks import read_benchmark
 from ragalign.core.params import validate
+from ragalign.report.control import findings
 from ragalign.smoke import write_benchmark
 from ragalign.stages import learning_curve as stage
 
@@ -34,8 +35,7 @@ def test_findings_follow_the_verdicts():
     same = {"mean": 0.0, "lo": 0.0, "hi": 0.0, "n": 200, "mde": 0.0, "identical": True, "verdict": "did not move"}
     points = pd.DataFrame([{"trainer": "project", "n": 50, "rr": same, "gold_at_1": same}, {"trainer": "project", "n": 400, "rr": diff, "gold_at_1": diff},
                            {"trainer": "reference", "n": 50, "rr": {**diff, "lo": -0.01, "verdict": "not told apart"}, "gold_at_1": diff}])
-    r = stage.Result(points, {"n": 200, "gold_at_1": 0.8, "mrr": 0.85, "headroom": 0.2}, {}, {})
-    text = stage.findings(r)
+    text = findings(points, {"n": 200, "gold_at_1": 0.8, "mrr": 0.85, "headroom": 0.2}, {})
     assert "first beats dense at n = 400" in text and "did not move from dense" in text
     assert "beats dense at none of the sizes up to 50" in text  # the reference, whose interval holds 0
 
@@ -49,7 +49,7 @@ def test_first_place_counts_the_moves_a_flat_curve_can_hide():
     same = {"mean": 0.0, "lo": -0.1, "hi": 0.1, "n": 6, "mde": 0.1, "identical": False, "verdict": "not told apart"}
     points = pd.DataFrame([{"trainer": "project", "n": n, "rr": same, "gold_at_1": same, "first_place": stage.first_place(m, base)}
                            for n, m in ((5, base), (10, moved))])
-    text = stage.findings(stage.Result(points, {"n": 6, "gold_at_1": 0.5, "mrr": 0.7, "headroom": 0.5}, {}, {}))
+    text = findings(points, {"n": 6, "gold_at_1": 0.5, "mrr": 0.7, "headroom": 0.5}, {})
     assert "At n = 10 it puts a gold passage first for 2 of the 3 held-out questions dense gets wrong, and loses it for 2 of the 3" in text
 
 

@@ -5,17 +5,37 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ragalign.core.verdicts import interval
+from ragalign.core.verdicts import BEATS, describe, interval
 from ragalign.report.seam import interval_cell
-from ragalign.stages import learning_curve
 
-TRAINER_NAMES = learning_curve.TRAINERS
+TRAINERS = {"project": "the study's trainer (core.training.fit)", "reference": "sentence-transformers (MNRL bi-encoder)"}
+
+
+def findings(points: pd.DataFrame, dense: dict, answers: dict) -> str:
+    """What stage 12's curve shows, in words that follow the numbers (``verdicts.describe``): its report's
+    findings and the README's control block. ``points``: one row per trainer and size; ``dense``: the held-out
+    questions' dense ranking; ``answers``: "project@n" -> paired gold-answer log-prob against dense top-k."""
+    d = dense
+    lines = [f"On {d['n']} held-out questions dense retrieval puts a gold passage first for {d['gold_at_1']:.0%} of them "
+             f"(MRR {d['mrr']:.3f}): the headroom a reranker can win is the other {d['headroom']:.0%}."]
+    for trainer, part in points.groupby("trainer", sort=False):
+        said = "; ".join(f"n = {p.n}: {describe(p.rr, 'it', 'dense', start=trainer == 'project', digits=3)}" for p in part.itertuples())
+        lines.append(f"**{TRAINERS[trainer]}**, reciprocal rank against dense: {said}.")
+        best = [p.n for p in part.itertuples() if p.rr["verdict"] == BEATS]
+        lines.append(f"It first beats dense at n = {best[0]}." if best else f"It beats dense at none of the sizes up to {part.n.max()}.")
+        if "first_place" in part:
+            largest = part.loc[part.n.idxmax()]
+            m = largest.first_place
+            lines.append(f"At n = {largest.n} it puts a gold passage first for {m['fixed']} of the {m['misses']} held-out questions dense "
+                         f"gets wrong, and loses it for {m['lost']} of the {m['hits']} dense gets right.")
+    for name, diff in answers.items():
+        lines.append(f"Answering the test questions with its top-k, {describe(diff, name, 'dense top-k', diff.get('margin'), digits=3)} (gold-answer log-prob).")
+    return "\n\n".join(lines)
 
 
 def control_lead(curve: dict) -> str:
-    """Stage 12's own findings (``learning_curve.findings``, the words of its report), from its metrics."""
-    points = pd.DataFrame(curve["points"])
-    return learning_curve.findings(learning_curve.Result(points, curve["dense"], curve.get("answers", {}), curve))
+    """Stage 12's own findings (:func:`findings`, the words of its report), from its metrics."""
+    return findings(pd.DataFrame(curve["points"]), curve["dense"], curve.get("answers", {}))
 
 
 def control_markdown(curve: dict) -> str:
@@ -25,7 +45,7 @@ def control_markdown(curve: dict) -> str:
     for p in curve["points"]:
         loss = interval(p["loss_reduction"], 4) if "loss_reduction" in p else "–"
         moves = p["first_place"]
-        lines.append(f"| {TRAINER_NAMES[p['trainer']]} | {p['n']} | {loss} | {interval_cell(p['rr'])} | {interval_cell(p['gold_at_1'])} | "
+        lines.append(f"| {TRAINERS[p['trainer']]} | {p['n']} | {loss} | {interval_cell(p['rr'])} | {interval_cell(p['gold_at_1'])} | "
                      f"{moves['fixed']} / {moves['lost']} |")
     return "\n".join(lines)
 

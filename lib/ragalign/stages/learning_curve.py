@@ -33,8 +33,6 @@ from ragalign.core.retrieval import passage_texts, rankings_of, top_pids
 from ragalign.core.seed import seed_everything
 from ragalign.core.verdicts import with_verdict
 
-TRAINERS = {"project": "the study's trainer (core.training.fit)", "reference": "sentence-transformers (MNRL bi-encoder)"}
-
 
 @dataclass
 class Result:
@@ -148,25 +146,3 @@ def answer_points(P: Params, points: pd.DataFrame, test: pd.DataFrame, passages:
         diff = paired_difference(mine, dense, "gold_logprob", P.rag.n_bootstrap, P.data.seed)
         out[f"project@{row.n}"] = with_verdict(diff, P.rag.equivalence_margin, identical=same)
     return out
-
-
-def findings(r: Result) -> str:
-    """What the curve shows, in words that follow the numbers (``verdicts.describe``)."""
-    from ragalign.core.verdicts import BEATS, describe
-
-    d = r.dense
-    lines = [f"On {d['n']} held-out questions dense retrieval puts a gold passage first for {d['gold_at_1']:.0%} of them "
-             f"(MRR {d['mrr']:.3f}): the headroom a reranker can win is the other {d['headroom']:.0%}."]
-    for trainer, part in r.points.groupby("trainer", sort=False):
-        said = "; ".join(f"n = {p.n}: {describe(p.rr, 'it', 'dense', start=trainer == 'project', digits=3)}" for p in part.itertuples())
-        lines.append(f"**{TRAINERS[trainer]}**, reciprocal rank against dense: {said}.")
-        best = [p.n for p in part.itertuples() if p.rr["verdict"] == BEATS]
-        lines.append(f"It first beats dense at n = {best[0]}." if best else f"It beats dense at none of the sizes up to {part.n.max()}.")
-        if "first_place" in part:
-            largest = part.loc[part.n.idxmax()]
-            m = largest.first_place
-            lines.append(f"At n = {largest.n} it puts a gold passage first for {m['fixed']} of the {m['misses']} held-out questions dense "
-                         f"gets wrong, and loses it for {m['lost']} of the {m['hits']} dense gets right.")
-    for name, diff in r.answers.items():
-        lines.append(f"Answering the test questions with its top-k, {describe(diff, name, 'dense top-k', diff.get('margin'), digits=3)} (gold-answer log-prob).")
-    return "\n\n".join(lines)
