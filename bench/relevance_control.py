@@ -1,21 +1,22 @@
-"""Why the relevance control gets worse than dense as it learns: what its target asks against what the curve measures.
+"""What the relevance control's target asks against what the curve measures: one gold per group, or both sharing it.
 
     .venv/bin/python bench/relevance_control.py [--questions 800] [--out bench/results/relevance_control.json]
 
-Stage 12 trains the relevance reranker on ``--questions`` benchmark questions (its largest point) and its
-held-out loss falls, yet it ranks the first gold passage of the held-out questions worse than dense. A
+Stage 12 trains the relevance reranker on ``--questions`` benchmark questions (its largest point). A
 HotpotQA question has two gold passages: usually one dense finds first (the *easy* gold) and one it ranks
-lower or misses (the *bridge*). The study's relevance target shares the probability evenly over both
-(``rerank.relevance_groups``), and KL(uniform || softmax) falls when the easy gold's probability falls
-towards the bridge's: with p = (0.9, 0.02) on the two golds the loss is 1.31 nats, with (0.5, 0.05) 1.15.
-The target itself rewards demoting the passage dense already puts first.
+lower or misses (the *bridge*). A target shared evenly over both (``uniform``) makes KL(uniform || softmax)
+fall when the easy gold's probability falls towards the bridge's: with p = (0.9, 0.02) on the two golds the
+loss is 1.31 nats, with (0.5, 0.05) 1.15. That target rewards demoting the passage dense already puts first:
+its held-out loss falls while the first gold's rank gets worse. This measurement is why the study's
+``training.relevance_target`` is ``per_gold``.
 
-Two arms, the study's trainer and budget, the same questions, the same number of groups and steps:
+Two arms of ``rerank.relevance_groups``, the study's trainer and budget, the same questions, the same
+number of groups and steps:
 
-- ``uniform``: the study's groups (both golds, target 1/2 each, hard negatives): stage 12's point, re-run;
-- ``per gold``: each question's group holds one of its golds (seeded choice) and the same number of hard
-  negatives, one-hot target, the other gold left out: every gold pushed above negatives, never against
-  the other gold.
+- ``uniform``: both golds, target 1/2 each, hard negatives;
+- ``per gold`` (the study's): each question's group holds one of its golds (seeded choice) and the same
+  number of hard negatives, one-hot target, the other gold left out: every gold pushed above negatives,
+  never against the other gold.
 
 Both rank stage 12's held-out questions' dense candidates. Reported per arm, paired per question against
 dense with 95% intervals: the reciprocal rank of the first gold (stage 12's measure), of the easy gold and
@@ -36,26 +37,12 @@ from report import emit
 from ragalign.core import artifacts, params
 from ragalign.core.data import load_benchmark, load_passages, load_questions
 from ragalign.core.metrics import paired_interval, reciprocal_rank
-from ragalign.core.rerank import Group, relevance_groups, rerank, train_reranker
+from ragalign.core.rerank import relevance_groups, rerank, train_reranker
 from ragalign.core.retrieval import passage_texts, rankings_of, top_pids
 from ragalign.core.seed import seed_everything
 from ragalign.stages.learning_curve import curve_questions
 
-
-def per_gold_groups(questions: pd.DataFrame, candidates: dict[str, list[str]], text: dict[str, str], group_size: int, seed: int) -> list[Group]:
-    """One group per question: one of its golds (seeded choice), ``group_size - 1`` of its retrieved non-gold
-    candidates (seeded sample), one-hot target on the gold; the question's other golds left out."""
-    rng = np.random.default_rng(seed)
-    groups = []
-    for q in questions.itertuples():
-        gold = list(q.gold_pids)
-        negatives = [p for p in candidates[q.qid] if p not in set(gold)]
-        if not gold or len(negatives) < group_size - 1:
-            continue
-        chosen = gold[int(rng.integers(len(gold)))]
-        sample = [negatives[i] for i in sorted(rng.choice(len(negatives), group_size - 1, replace=False))]
-        groups.append(Group(q.qid, q.question, tuple(text[p] for p in [chosen, *sample]), (1.0,) + (0.0,) * (group_size - 1)))
-    return groups
+ARMS = {"uniform": "uniform", "per gold": "per_gold"}  # arm -> training.relevance_target
 
 
 def measures(ranked: dict[str, list[str]], dense: dict[str, list[str]], questions: pd.DataFrame, k: int) -> dict[str, np.ndarray]:
@@ -91,8 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     ranking = rankings_of(artifacts.DENSE.read(), [*held.qid, *train.qid])
     candidates = top_pids(ranking)
     base = measures(candidates, candidates, held, P.rag.top_k)
-    arms = {"uniform": relevance_groups(train, candidates, text, P.training.group_size, P.training.seed),
-            "per gold": per_gold_groups(train, candidates, text, P.training.group_size, P.training.seed)}
+    arms = {arm: relevance_groups(train, candidates, text, P.training.group_size, P.training.seed, target) for arm, target in ARMS.items()}
     runs, scores = {}, {}
     for arm, groups in arms.items():
         seed_everything(P.training.seed)

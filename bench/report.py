@@ -348,8 +348,9 @@ BENCHES: dict[str, Bench] = {
                              "caller's order", row_length_chunking, "timed"),
     "reader_tuning": Bench("reader fine-tuning (`reader.tune`): every weight vs LoRA adapters (`peft`) vs the upper half of the decoder, "
                            "same examples and held-out questions", row_reader_tuning, "timed"),
-    "relevance_control": Bench("the relevance control's target: both gold passages sharing it evenly (the study's) vs one gold per group "
-                               "against hard negatives, same questions, groups and steps, on stage 12's held-out questions", row_relevance_control),
+    "relevance_control": Bench("the relevance control's target: both gold passages sharing it evenly vs one gold per group against hard negatives "
+                               "(the study's `training.relevance_target` since this measurement), same questions, groups and steps, on stage 12's "
+                               "held-out questions", row_relevance_control),
     "reader_data": Bench("reader training questions: more of the benchmark vs as many SQuAD questions (gold paragraph among same-article "
                          "distractors), on the same further benchmark questions", row_reader_data, "timed"),
     "probe_speed": Bench("the cost estimator's probe (`core.probes.probe`) in bf16, float32, and float32 with torch's kernels capped at AVX2 "

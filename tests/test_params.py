@@ -95,7 +95,7 @@ def test_check_command(tmp_path):
 
 def test_estimator_names_match_the_shapley_registry():
     from ragalign.audit.shapley import ESTIMATORS
-    from ragalign.core.params import SHAPLEY_ESTIMATORS
+    from ragalign.core.param_sections import SHAPLEY_ESTIMATORS
 
     assert sorted(SHAPLEY_ESTIMATORS) == sorted(ESTIMATORS)
     with pytest.raises(ParamsError, match="rag_e.estimator"):

@@ -28,9 +28,26 @@ def test_kl_loss_zero_iff_scores_match_target():
 def test_relevance_groups_put_gold_first_with_shared_target():
     questions = pd.DataFrame({"qid": ["q"], "question": ["?"], "gold_pids": [["g1", "g2"]]})
     text = {p: p.upper() for p in ["g1", "g2", "n1", "n2", "n3", "n4"]}
-    (group,) = relevance_groups(questions, {"q": ["n1", "g1", "n2", "n3", "n4"]}, text, group_size=4, seed=0)
+    (group,) = relevance_groups(questions, {"q": ["n1", "g1", "n2", "n3", "n4"]}, text, group_size=4, seed=0, target="uniform")
     assert group.passages[:2] == ("G1", "G2") and group.target == (0.5, 0.5, 0.0, 0.0)
     assert set(group.passages[2:]) <= {"N1", "N2", "N3", "N4"}
+
+
+def test_per_gold_groups_never_put_one_gold_against_another():
+    """The study's target: one gold per group (seeded choice, each gold chosen for some question), one-hot,
+    against hard negatives only; a question without enough negatives is left out, not padded with gold."""
+    qids = [f"q{i}" for i in range(40)]
+    questions = pd.DataFrame({"qid": qids, "question": "?", "gold_pids": [[f"{q}-a", f"{q}-b"] for q in qids]})
+    candidates = {q: [f"{q}-a", "n1", f"{q}-b", "n2", "n3", "n4"] for q in qids} | {"q0": ["q0-a", "n1", "n2"]}
+    text = {p: p for q in qids for p in candidates[q] + [f"{q}-a", f"{q}-b"]}
+    groups = relevance_groups(questions, candidates, text, group_size=4, seed=0)
+    assert [g.qid for g in groups] == qids[1:]  # q0 has 2 negatives, the group needs 3
+    assert all(g.target == (1.0, 0.0, 0.0, 0.0) and g.passages[0].startswith(g.qid) and not any(p.startswith(g.qid) for p in g.passages[1:]) for g in groups)
+    chosen = {g.passages[0][-1] for g in groups}
+    assert chosen == {"a", "b"}  # either gold can be the one
+    assert relevance_groups(questions, candidates, text, group_size=4, seed=0) == groups  # seeded
+    with pytest.raises(ValueError, match=r"allowed: \['per_gold', 'uniform'\]"):
+        relevance_groups(questions, candidates, text, group_size=4, seed=0, target="both")
 
 
 def test_training_learns_a_toy_relevance_task():

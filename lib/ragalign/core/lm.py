@@ -46,7 +46,7 @@ class LM:
 
     @classmethod
     def from_params(cls, models, **kwargs) -> LM:
-        """The study's generator as ``params.ModelsParams`` sets it up (device, dtype and batch budget resolved)."""
+        """The study's generator as ``param_sections.ModelsParams`` sets it up (device, dtype and batch budget resolved)."""
         return cls(models.generator, models.resolved_dtype(), device=models.resolved_device(), **kwargs)
 
     def __post_init__(self) -> None:

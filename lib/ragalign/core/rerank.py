@@ -304,24 +304,36 @@ def rerank(
     return df[["qid", "rank", "pid", "score", "method"]].reset_index(drop=True)
 
 
-def relevance_groups(
-    questions: pd.DataFrame, candidates: dict[str, list[str]], passage_text: dict[str, str], group_size: int, seed: int
-) -> list[Group]:
-    """Relevance training groups: the gold passages (target shared evenly) and retrieved non-gold negatives.
+RELEVANCE_TARGETS = ("per_gold", "uniform")
 
-    Gold passages come from the corpus whether or not the retriever found them; negatives are a
-    seeded sample of the question's retrieved non-gold candidates (hard negatives).
+
+def relevance_groups(
+    questions: pd.DataFrame, candidates: dict[str, list[str]], passage_text: dict[str, str], group_size: int, seed: int,
+    target: str = "per_gold",
+) -> list[Group]:
+    """Relevance training groups, one per question: gold passages and retrieved non-gold negatives.
+
+    ``per_gold`` (``training.relevance_target``): one of the question's gold passages (seeded choice) against
+    ``group_size - 1`` negatives, one-hot; its other gold passages are left out, so no gold is ever pushed
+    below another. ``uniform``: every gold passage, the target shared evenly. On HotpotQA, where dense
+    usually ranks one gold first and the other (the bridge) low, ``uniform`` pays the reranker to demote the
+    gold dense puts first (``bench/relevance_control.py`` measures it). Gold passages come from the corpus
+    whether or not the retriever found them; negatives are a seeded sample of the question's retrieved
+    non-gold candidates (hard negatives).
     """
+    if target not in RELEVANCE_TARGETS:
+        raise ValueError(f"relevance target {target!r}; allowed: {list(RELEVANCE_TARGETS)}")
     rng = np.random.default_rng(seed)
     groups = []
     for q in questions.itertuples():
         gold = list(q.gold_pids)[: group_size - 1]
         negatives = [p for p in candidates[q.qid] if p not in set(q.gold_pids)]
-        need = group_size - len(gold)
-        if len(negatives) < need:
+        need = group_size - (1 if target == "per_gold" else len(gold))
+        if not gold or len(negatives) < need:
             continue
+        if target == "per_gold":
+            gold = [gold[int(rng.integers(len(gold)))]]
         chosen = [negatives[i] for i in sorted(rng.choice(len(negatives), need, replace=False))]
-        pids = gold + chosen
-        target = tuple([1 / len(gold)] * len(gold) + [0.0] * need)
-        groups.append(Group(q.qid, q.question, tuple(passage_text[p] for p in pids), target))
+        weights = [1 / len(gold)] * len(gold) + [0.0] * need
+        groups.append(Group(q.qid, q.question, tuple(passage_text[p] for p in gold + chosen), tuple(weights)))
     return groups

@@ -109,7 +109,7 @@ def run(P: Params) -> Result:
     for trainer in ["project", "reference"] if P.curve.reference else ["project"]:
         for n in sorted(P.curve.sizes):
             train = pool.iloc[:n]
-            groups = relevance_groups(train, candidates, text, P.training.group_size, P.training.seed)
+            groups = relevance_groups(train, candidates, text, P.training.group_size, P.training.seed, P.training.relevance_target)
             answering = trainer == "project" and n in P.curve.answer_sizes  # only these points rank the test questions
             key = make_key("relevance-curve", trainer, encoder_id, P.training.model_dump(), P.retrieval.model_dump(), P.rag.top_k, P.numerics().record(),
                            list(train.qid), list(held.qid), list(test.qid) if answering else None)

@@ -48,7 +48,7 @@ def run(P: Params) -> Result:
     dense, bm25 = artifacts.DENSE.read(), artifacts.BM25.read()
     dense_candidates = top_pids(dense)
 
-    groups = relevance_groups(train, dense_candidates, passage_text, P.training.group_size, P.training.seed)
+    groups = relevance_groups(train, dense_candidates, passage_text, P.training.group_size, P.training.seed, P.training.relevance_target)
     reranker, curve = train_reranker(P.models.encoder, groups, P.training, desc="relevance reranker", prior_max_length=P.retrieval.max_length)
     reranked = rerank(reranker, test, dense_candidates, passage_text, "reranker", desc="rerank", priors=dense)
     ks = [1, 2, P.rag.top_k]

@@ -93,7 +93,7 @@ class Curve:
         P, lm, text, dense = self.P, self.lm, self.text, self.dense
         test_dense = dense[dense.qid.isin(set(self.test.qid))]
         if learner == "reranker":
-            groups, cost = relevance_groups(train, top_pids(dense), text, P.training.group_size, P.training.seed), {}
+            groups, cost = relevance_groups(train, top_pids(dense), text, P.training.group_size, P.training.seed, P.training.relevance_target), {}
             candidates, extra = top_pids(test_dense), {}
         elif learner == "gainrag":
             pseudo = generate_pseudo(lm, train, P.gain.pseudo_max_new_tokens, P.rag.max_passage_tokens)
