@@ -37,10 +37,10 @@ from report import emit
 from ragalign.core import artifacts, params
 from ragalign.core.data import load_benchmark, load_passages, load_questions
 from ragalign.core.metrics import paired_interval, reciprocal_rank
+from ragalign.core.question_sets import curve_questions
 from ragalign.core.rerank import relevance_groups, rerank, train_reranker
 from ragalign.core.retrieval import passage_texts, rankings_of, top_pids
 from ragalign.core.seed import seed_everything
-from ragalign.stages.learning_curve import curve_questions
 
 ARMS = {"uniform": "uniform", "per gold": "per_gold"}  # arm -> training.relevance_target
 

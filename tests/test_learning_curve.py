@@ -5,6 +5,7 @@ import pytest
 
 from ragalign.core.benchmarks import read_benchmark
 from ragalign.core.params import validate
+from ragalign.core.question_sets import curve_questions
 from ragalign.report.control import findings
 from ragalign.smoke import write_benchmark
 from ragalign.stages import learning_curve as stage
@@ -20,12 +21,12 @@ def params(tmp_path):
 def test_held_out_questions_never_train_and_the_sets_are_nested(params):
     every, _ = read_benchmark("hotpotqa", params.data.path)
     study = every.head(16)  # the study's train and test questions
-    held, pool = stage.curve_questions(params, every, study)
+    held, pool = curve_questions(params, every, study)
     assert len(held) == 4 and len(pool) == 40 - 16 - 4
     assert not set(held.qid) & set(pool.qid) and not (set(held.qid) | set(pool.qid)) & set(study.qid)
     sets = [set(pool.iloc[:n].qid) for n in params.curve.sizes]
     assert sets[0] < sets[1] < sets[2]  # each point's questions include the smaller point's
-    again, _ = stage.curve_questions(params, every, study)
+    again, _ = curve_questions(params, every, study)
     assert list(again.qid) == list(held.qid)  # seeded
     assert stage.largest_size(params, 40) == 20
 

@@ -25,19 +25,19 @@ def test_training_contexts_drop_the_gold_passages_of_a_seeded_share():
 
 
 def test_the_readers_training_questions_never_include_a_test_question(hotpot_file):
-    from ragalign.stages.reader_tuning import training_questions
+    from ragalign.core.question_sets import reader_questions
 
     P = validate({"data": {"path": str(hotpot_file), "n_train": 6, "n_test": 5}, "reader": {"n_questions": 8}})
     every, _ = read_benchmark("hotpotqa", hotpot_file)
     sample = split_questions(every, 6, 5, P.data.seed)
     train, test = sample[sample.split == "train"], sample[sample.split == "test"]
-    questions = training_questions(P, every, train, test)
+    questions = reader_questions(P, every, train, test)
     assert not set(questions.qid) & set(test.qid)
     tuned, fair = questions[questions.set == "tuned"], questions[questions.set == "fair budget"]
     assert len(tuned) == 8 and (tuned.source == "benchmark").all() and not set(tuned.qid) & set(train.qid)  # the coupled teacher never saw them
     assert fair.qid.tolist() == train.qid.tolist() and (fair.source == "study train").all()  # the retriever-side methods' budget
     big = validate({"data": {"path": str(hotpot_file), "n_train": 6, "n_test": 5}, "reader": {"n_questions": 1000, "fair_budget": False}})
-    assert len(training_questions(big, every, train, test)) == len(every) - len(test) - len(train)  # every other question, and no more
+    assert len(reader_questions(big, every, train, test)) == len(every) - len(test) - len(train)  # every other question, and no more
 
 
 def test_an_extra_benchmarks_questions_show_their_gold_among_same_article_distractors():

@@ -26,6 +26,7 @@ from ragalign.core.lm import LM
 from ragalign.core.metrics import paired_difference, paired_interval, reciprocal_rank
 from ragalign.core.models import content_id, resolve
 from ragalign.core.params import Params
+from ragalign.core.question_sets import curve_questions
 from ragalign.core.rag import PassageStore, answer_questions
 from ragalign.core.reference_training import rescore, train_reference
 from ragalign.core.rerank import relevance_groups, rerank, train_reranker
@@ -40,13 +41,6 @@ class Result:
     dense: dict  # the held-out questions' dense ranking: mrr, gold_at_1, headroom
     answers: dict  # "project@n" -> gold-answer log-prob, paired with dense top-k on the test questions
     metrics: dict  # results/metrics/curve.json
-
-
-def curve_questions(P: Params, every: pd.DataFrame, study: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(held-out, training pool): the benchmark's questions outside the study's splits in a seeded order;
-    the first ``curve.eval_questions`` are held out, the training sets are prefixes of the rest."""
-    rest = every[~every.qid.isin(set(study.qid))].sample(frac=1.0, random_state=P.curve.seed).reset_index(drop=True)
-    return rest.iloc[: P.curve.eval_questions].reset_index(drop=True), rest.iloc[P.curve.eval_questions :].reset_index(drop=True)
 
 
 def largest_size(P: Params, available: int) -> int:

@@ -16,6 +16,7 @@ from ragalign.core.data import load_benchmark, load_splits
 from ragalign.core.lm import LM
 from ragalign.core.metrics import paired_interval
 from ragalign.core.params import Params
+from ragalign.core.question_sets import reader_questions
 from ragalign.core.rag import PassageStore, answer_questions, summarise
 from ragalign.core.retrieval import rankings_of, top_pids
 from ragalign.core.seed import seed_everything
@@ -54,25 +55,6 @@ class Result:
         return rows[["variant", "qid", "answer", "em", "f1", "gold_logprob"]]
 
 
-def training_questions(P: Params, every: pd.DataFrame, train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
-    """The readers' training questions, by ``set``. ``tuned``: a seeded sample of ``reader.n_questions``
-    of the benchmark's questions (``every``) outside the study's train and test splits (the coupled GainRAG labels the train
-    questions with this reader: it must not have trained on them), then ``reader.extra_questions`` of
-    ``reader.extra_dataset``. ``fair budget`` (with ``reader.fair_budget``): the study's train questions,
-    the retriever-side methods' budget. No test question ever enters."""
-    R = P.reader
-    rest = every[~every.qid.isin(set(test.qid) | set(train.qid))]
-    parts = [rest.sample(n=min(len(rest), R.n_questions), random_state=R.seed).assign(source="benchmark", set="tuned")]
-    if R.extra_questions:
-        extra, _ = read_benchmark(R.extra_dataset)
-        parts.append(extra.sample(n=min(len(extra), R.extra_questions), random_state=R.seed).assign(source=R.extra_dataset, set="tuned"))
-    if R.fair_budget:
-        parts.append(train.assign(source="study train", set="fair budget"))
-    out = pd.concat(parts, ignore_index=True)
-    assert not set(out.qid) & set(test.qid), "a test question entered the reader's training set"
-    return out[["qid", "question", "answers", "gold_pids", "source", "set"]]
-
-
 def training_examples(P: Params, lm: LM, questions: pd.DataFrame, passages: pd.DataFrame) -> list[reader.Example]:
     """One example per training question (in ``questions`` order): the study's questions with their
     dense top-k (:func:`dense_contexts`), an extra benchmark's with their gold among same-article
@@ -106,7 +88,7 @@ def run(P: Params) -> Result:
     train, test, passages = load_splits()
     lm = LM.from_params(P.models)
     store = PassageStore(passages, lm, P.rag.max_passage_tokens)
-    questions = training_questions(P, load_benchmark(), train, test)
+    questions = reader_questions(P, load_benchmark(), train, test)
     examples = training_examples(P, lm, questions, passages)
     questions["has_gold"] = [e.has_gold for e in examples]
     sets = {name: [e for e, s in zip(examples, questions.set, strict=True) if s == name] for name in questions.set.unique()}
