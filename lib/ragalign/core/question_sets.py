@@ -19,12 +19,12 @@ from ragalign.core.params import Params
 
 
 def powered_questions(P: Params, every: pd.DataFrame, study: pd.DataFrame, reader_qids: set[str]) -> pd.DataFrame:
-    """A seeded sample of ``powered.n_questions`` of the benchmark's questions (``every``: ``data.load_benchmark``) outside the study's splits and the
-    readers' training questions (``reader_qids``), in qid order."""
+    """A seeded sample of ``powered.n_questions`` of the benchmark's questions (``every``) outside the study's
+    splits and the readers' training questions (``reader_qids``), in qid order."""
     rest = every[~every.qid.isin(set(study.qid) | reader_qids)]
     if P.powered.n_questions > len(rest):
         raise ValueError(f"powered.n_questions = {P.powered.n_questions} exceeds the {len(rest)} questions left (largest allowed value: {len(rest)})")
-    return (rest.sample(n=P.powered.n_questions, random_state=P.powered.seed).sort_values("qid").reset_index(drop=True))
+    return rest.sample(n=P.powered.n_questions, random_state=P.powered.seed).sort_values("qid").reset_index(drop=True)
 
 
 def seam_curve_order(P: Params, every: pd.DataFrame, study: pd.DataFrame, reader_qids: set[str]) -> pd.DataFrame:
@@ -42,10 +42,10 @@ def seam_curve_order(P: Params, every: pd.DataFrame, study: pd.DataFrame, reader
 
 
 def reader_questions(P: Params, every: pd.DataFrame, train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
-    """The readers' training questions, by ``set``. ``tuned``: a seeded sample of ``reader.n_questions``
-    of the benchmark's questions (``every``) outside the study's train and test splits (the coupled GainRAG labels the train
-    questions with this reader: it must not have trained on them), then ``reader.extra_questions`` of
-    ``reader.extra_dataset``. ``fair budget`` (with ``reader.fair_budget``): the study's train questions,
+    """The readers' training questions, by ``set``. ``tuned``: a seeded sample of ``reader.n_questions`` of
+    the benchmark's questions (``every``) outside the study's train and test splits (the coupled GainRAG labels
+    the train questions with this reader: it must not have trained on them), then ``reader.extra_questions``
+    of ``reader.extra_dataset``. ``fair budget`` (with ``reader.fair_budget``): the study's train questions,
     the retriever-side methods' budget. No test question ever enters."""
     R = P.reader
     rest = every[~every.qid.isin(set(test.qid) | set(train.qid))]
