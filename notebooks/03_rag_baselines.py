@@ -47,8 +47,9 @@ test, summary, differences, rank_quality, validity = r.test, r.summary, r.differ
 
 # %% [markdown]
 # ## The relevance reranker
-# Each train question gives one group: its gold passages (sharing the target mass) and hard
-# negatives sampled from its dense candidates. A held-out share of the train questions
+# Each train question gives one group of `training.group_size` passages: one of its gold passages
+# (`training.relevance_target: per_gold`, one-hot; `uniform` puts every gold passage in, sharing the
+# target) and hard negatives sampled from its dense candidates. A held-out share of the train questions
 # (`training.val_fraction`) picks the best checkpoint, kept only if it beats the untrained start there. Below, its training curve, then the ranking
 # quality of the test candidates: BM25, dense, and the reranker that starts from dense.
 
