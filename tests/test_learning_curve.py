@@ -37,7 +37,7 @@ def test_findings_follow_the_verdicts():
     points = pd.DataFrame([{"trainer": "project", "n": 50, "rr": same, "gold_at_1": same}, {"trainer": "project", "n": 400, "rr": diff, "gold_at_1": diff},
                            {"trainer": "reference", "n": 50, "rr": {**diff, "lo": -0.01, "verdict": "not told apart"}, "gold_at_1": diff}])
     text = findings(points, {"n": 200, "gold_at_1": 0.8, "mrr": 0.85, "headroom": 0.2}, {})
-    assert "first beats dense at n = 400" in text and "did not move from dense" in text
+    assert "beats dense only at the largest size, n = 400" in text and "did not move from dense" in text
     assert "beats dense at none of the sizes up to 50" in text  # the reference, whose interval holds 0
 
 
@@ -71,3 +71,18 @@ def test_the_readme_control_block_says_what_stage_12_found():
     assert "| the study's trainer (core.training.fit) | 800 | +0.1000 [+0.0800, +0.1200] | -0.050 [-0.080, -0.020] worse | -0.075 [-0.120, -0.030] worse | 5 / 20 |" in block
     assert "| sentence-transformers (MNRL bi-encoder) | 800 | – | +0.000 [-0.020, +0.020] not told apart (inconclusive) |" in block
     assert block.count("beats dense at none of the sizes up to 800") == 2
+
+
+def test_one_size_that_beats_is_not_called_the_start_of_a_gain():
+    """A trainer that beats dense at one size and not at the larger ones is said so; one that keeps beating, from where."""
+    from ragalign.report.control import beats_from
+
+    def curve(verdicts):
+        return pd.DataFrame([{"n": n, "rr": {"verdict": v}} for n, v in zip((50, 100, 200, 400, 800), verdicts, strict=True)])
+
+    flat = "not told apart"
+    said = beats_from(curve(["worse", flat, "beats", flat, flat]))
+    assert said == ("Of its 5 sizes it beats dense only at n = 200, not at the larger n = 400, 800: "
+                    "there is no size from which it keeps beating dense.")
+    assert beats_from(curve([flat, flat, "beats", "beats", "beats"])) == "It beats dense from n = 200 on, at every larger size."
+    assert beats_from(curve([flat] * 5)) == "It beats dense at none of the sizes up to 800."

@@ -21,8 +21,7 @@ def findings(points: pd.DataFrame, dense: dict, answers: dict) -> str:
     for trainer, part in points.groupby("trainer", sort=False):
         said = "; ".join(f"n = {p.n}: {describe(p.rr, 'it', 'dense', start=trainer == 'project', digits=3)}" for p in part.itertuples())
         lines.append(f"**{TRAINERS[trainer]}**, reciprocal rank against dense: {said}.")
-        best = [p.n for p in part.itertuples() if p.rr["verdict"] == BEATS]
-        lines.append(f"It first beats dense at n = {best[0]}." if best else f"It beats dense at none of the sizes up to {part.n.max()}.")
+        lines.append(beats_from(part))
         if "first_place" in part:
             largest = part.loc[part.n.idxmax()]
             m = largest.first_place
@@ -31,6 +30,21 @@ def findings(points: pd.DataFrame, dense: dict, answers: dict) -> str:
     for name, diff in answers.items():
         lines.append(f"Answering the test questions with its top-k, {describe(diff, name, 'dense top-k', diff.get('margin'), digits=3)} (gold-answer log-prob).")
     return "\n\n".join(lines)
+
+
+def beats_from(part: pd.DataFrame) -> str:
+    """From which training size one trainer beats dense, and whether it keeps beating: a single size that
+    beats among several that do not is said as such, not as the start of a gain."""
+    sizes = list(part.n)
+    beats = [p.n for p in part.itertuples() if p.rr["verdict"] == BEATS]
+    if not beats:
+        return f"It beats dense at none of the sizes up to {max(sizes)}."
+    missed = [n for n in sizes if n > beats[0] and n not in beats]
+    if not missed:
+        return f"It beats dense from n = {beats[0]} on, at every larger size." if beats[0] < max(sizes) else \
+            f"It beats dense only at the largest size, n = {beats[0]}."
+    return (f"Of its {len(sizes)} sizes it beats dense only at n = {', '.join(map(str, beats))}, not at the larger "
+            f"n = {', '.join(map(str, missed))}: there is no size from which it keeps beating dense.")
 
 
 def control_lead(curve: dict) -> str:
